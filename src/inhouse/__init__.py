@@ -1,0 +1,3 @@
+"""inhouse: your private AI, in house."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""HTTP: the FastAPI app, its errors, auth and metrics; never imports llama_cpp."""

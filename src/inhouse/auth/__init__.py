@@ -1,0 +1,1 @@
+"""Identity: who is calling, and with which key."""

@@ -1,0 +1,108 @@
+"""`inhouse`: serve, chat, models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from inhouse.config import AuthSettings, EngineSettings, ServerSettings, Settings, load_settings
+
+app = typer.Typer(help="inhouse: your private AI, in house.", no_args_is_help=True)
+models_app = typer.Typer(help="The models this server can run.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+def _help(section: type[ServerSettings | EngineSettings | AuthSettings], name: str) -> str:
+    """A flag's help is its setting's description plus the environment variable that sets it."""
+    description = section.model_fields[name].description
+    env = section.__name__.removesuffix("Settings").upper()
+    return f"{description} [env INHOUSE_{env}__{name.upper()}]"
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML settings file (sections: server, engine, auth)."),
+]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", help=f"{Settings.model_fields['home'].description} [env INHOUSE_HOME]"),
+]
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """Only the flags the user gave: everything else comes from env, file, defaults."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    host: Annotated[str | None, typer.Option(help=_help(ServerSettings, "host"))] = None,
+    port: Annotated[int | None, typer.Option(help=_help(ServerSettings, "port"))] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help=_help(EngineSettings, "model_path"))
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help=_help(EngineSettings, "model_name"))
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help=_help(EngineSettings, "n_threads"))] = None,
+    kv_cells: Annotated[int | None, typer.Option(help=_help(EngineSettings, "kv_cells"))] = None,
+    max_running: Annotated[
+        int | None, typer.Option(help=_help(EngineSettings, "max_running"))
+    ] = None,
+    max_queue: Annotated[int | None, typer.Option(help=_help(EngineSettings, "max_queue"))] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Accept requests without a key (loopback only).")
+    ] = False,
+    new_admin_key: Annotated[
+        bool, typer.Option("--new-admin-key", help="Replace the admin key and print the new one.")
+    ] = False,
+) -> None:
+    """Start the API server with the engine (default: the embedded SmolLM2-135M-Instruct)."""
+    from inhouse.cli.serve import start
+
+    overrides: dict[str, Any] = _given(home=home)
+    server = _given(host=host, port=port)
+    engine = _given(
+        model_path=model,
+        model_name=model_name,
+        n_threads=threads,
+        kv_cells=kv_cells,
+        max_running=max_running,
+        max_queue=max_queue,
+    )
+    for name, section in (("server", server), ("engine", engine)):
+        if section:
+            overrides[name] = section
+    if no_auth:
+        overrides["auth"] = {"enabled": False}
+    start(load_settings(config, **overrides), new_admin_key=new_admin_key)
+
+
+@app.command()
+def chat(
+    url: Annotated[str, typer.Option(help="Base URL of the server's OpenAI API.")] = (
+        "http://127.0.0.1:8000/v1"
+    ),
+    api_key: Annotated[
+        str, typer.Option(envvar="INHOUSE_API_KEY", help="API key [env INHOUSE_API_KEY].")
+    ] = "none",
+    model: Annotated[str, typer.Option(help="Model to talk to.")] = "smollm2",
+    system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 512,
+) -> None:
+    """Chat with a running server in the terminal (/exit to quit, /reset to start over)."""
+    from inhouse.cli.chat import run_chat
+
+    run_chat(url, api_key, model, system, max_tokens)
+
+
+@models_app.command("list")
+def models_list(config: ConfigOpt = None, home: HomeOpt = None) -> None:
+    """List the models this installation serves."""
+    from inhouse.cli.models import list_models
+
+    list_models(load_settings(config, **_given(home=home)))

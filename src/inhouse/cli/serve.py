@@ -1,0 +1,63 @@
+"""`inhouse serve`: load the model, make sure a key exists, print the banner, run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import typer
+
+from inhouse.auth.admin_key import AdminKeyStore
+from inhouse.cli.server import is_loopback, run_server
+from inhouse.config import Settings
+
+
+def _refuse(message: str) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def start(settings: Settings, *, new_admin_key: bool) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    server = settings.server
+    if not settings.auth.enabled and not is_loopback(server.host):
+        _refuse(f"--no-auth is only allowed on a loopback address, not {server.host}")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    keys = AdminKeyStore(settings.home)
+    new_key = keys.create() if new_admin_key else keys.ensure()
+
+    from inhouse.api.app import create_app
+    from inhouse.models.default import DefaultModelMissing
+
+    began = time.perf_counter()
+    try:
+        app = create_app(settings)
+    except (DefaultModelMissing, RuntimeError, OSError) as exc:
+        _refuse(str(exc))
+        return
+    info = app.state.inhouse.engine.info
+    url = f"http://{server.host}:{server.port}"
+    lines = [
+        "",
+        "  inhouse is running",
+        f"  API       {url}/v1   (OpenAI-compatible)",
+        f"  model     {settings.engine.model_name}  ({info.description}, "
+        f"{info.size_bytes / 1e6:.0f} MB, loaded in {time.perf_counter() - began:.2f} s)",
+        f"  data dir  {settings.home}",
+    ]
+    if not settings.auth.enabled:
+        lines.append("  auth      OFF (--no-auth): anyone on this machine can call the API")
+    elif new_key:
+        lines += [
+            f"  admin key {new_key}",
+            "            shown once, stored only as a hash: copy it now",
+        ]
+    else:
+        lines.append("  admin key printed at first start (new one: --new-admin-key)")
+    lines.append("")
+    print("\n".join(lines), flush=True)
+    if not settings.auth.enabled:
+        typer.secho("WARNING: authentication is disabled", fg="yellow", err=True)
+    run_server(app, server.host, server.port, server.graceful_shutdown_s)
+    sys.stdout.flush()

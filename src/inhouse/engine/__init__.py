@@ -1,0 +1,1 @@
+"""The model runtime: continuous batching over llama.cpp; no HTTP, no SQL."""

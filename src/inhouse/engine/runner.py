@@ -1,0 +1,232 @@
+"""LlamaRunner: the only module that talks to llama.cpp (through llama-cpp-python's C API).
+
+One context, one unified KV pool shared by every sequence (a sequence is a llama.cpp seq id,
+the scheduler's "slot"), one `llama_batch` per step, one sampler chain per sequence.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any
+
+import llama_cpp as ll
+import numpy as np
+
+from inhouse.engine.backend import ModelInfo, Sampled
+from inhouse.engine.request import SamplingParams, TokenLogprob, TopLogprob
+from inhouse.engine.scheduler import Chunk, StepPlan
+
+_DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
+
+
+@ll.llama_log_callback  # type: ignore[untyped-decorator]
+def _quiet_log(level: int, text: bytes, user_data: Any) -> None:
+    """llama.cpp logs every load detail to stderr; the engine reports what matters itself."""
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+class LlamaRunner:
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        *,
+        kv_cells: int,
+        n_batch: int,
+        n_seq_max: int,
+        n_threads: int = 0,
+    ) -> None:
+        ll.llama_log_set(_quiet_log, None)
+        ll.llama_backend_init()
+        self._model = ll.llama_model_load_from_file(
+            str(path).encode(), ll.llama_model_default_params()
+        )
+        if not self._model:
+            raise ModelLoadError(f"llama.cpp could not load the model file {path}")
+        self._vocab = ll.llama_model_get_vocab(self._model)
+        self._n_vocab = int(ll.llama_vocab_n_tokens(self._vocab))
+        self._ctx = ll.llama_init_from_model(
+            self._model, self._context_params(kv_cells, n_batch, n_seq_max, n_threads)
+        )
+        if not self._ctx:
+            ll.llama_model_free(self._model)
+            raise ModelLoadError(f"llama.cpp could not create a context for {path}")
+        self._memory = ll.llama_get_memory(self._ctx)
+        self._batch = ll.llama_batch_init(n_batch, 0, 1)
+        self._pieces: dict[int, bytes] = {}
+        self.info = self._read_info(path, name)
+
+    @staticmethod
+    def _context_params(kv_cells: int, n_batch: int, n_seq_max: int, n_threads: int) -> Any:
+        threads = n_threads or os.cpu_count() or 1
+        params = ll.llama_context_default_params()
+        params.n_ctx = kv_cells
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq_max
+        params.kv_unified = True
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.no_perf = True
+        return params
+
+    def _read_info(self, path: Path, name: str) -> ModelInfo:
+        buf = ctypes.create_string_buffer(256)
+        ll.llama_model_desc(self._model, buf, len(buf))
+        template = ll.llama_model_chat_template(self._model, None)
+        return ModelInfo(
+            name=name,
+            path=str(path),
+            n_ctx_train=int(ll.llama_model_n_ctx_train(self._model)),
+            n_params=int(ll.llama_model_n_params(self._model)),
+            size_bytes=path.stat().st_size,
+            description=buf.value.decode("utf-8", "replace"),
+            chat_template=template.decode("utf-8") if template else None,
+            bos_token=self._special_text(ll.llama_vocab_bos(self._vocab)),
+            eos_token=self._special_text(ll.llama_vocab_eos(self._vocab)),
+            adds_bos=bool(ll.llama_vocab_get_add_bos(self._vocab)),
+        )
+
+    # ----- text ---------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        out = (ll.llama_token * capacity)()
+        n = ll.llama_tokenize(self._vocab, data, len(data), out, capacity, add_special, True)
+        if n < 0:
+            raise ValueError("tokenizer overflow")
+        return list(out[:n])
+
+    def token_bytes(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._piece(token, special=False)
+            self._pieces[token] = piece
+        return piece
+
+    def _piece(self, token: int, *, special: bool) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        return buf.raw[:n]
+
+    def _special_text(self, token: int) -> str:
+        return "" if token < 0 else self._piece(token, special=True).decode("utf-8", "replace")
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(ll.llama_vocab_is_eog(self._vocab, token))
+
+    # ----- sampling -----------------------------------------------------------------------
+
+    def new_sampler(self, params: SamplingParams) -> object:
+        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+
+        def add(sampler: Any) -> None:
+            ll.llama_sampler_chain_add(chain, sampler)
+
+        penalized = params.presence_penalty or params.frequency_penalty
+        if penalized or params.repetition_penalty != 1.0:
+            add(
+                ll.llama_sampler_init_penalties(
+                    min(params.max_tokens, 4096),
+                    params.repetition_penalty,
+                    params.frequency_penalty,
+                    params.presence_penalty,
+                )
+            )
+        if params.temperature == 0.0:
+            add(ll.llama_sampler_init_greedy())
+            return chain
+        if params.top_k > 0:
+            add(ll.llama_sampler_init_top_k(params.top_k))
+        if params.top_p < 1.0:
+            add(ll.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0.0:
+            add(ll.llama_sampler_init_min_p(params.min_p, 1))
+        add(ll.llama_sampler_init_temp(params.temperature))
+        seed = _DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
+        add(ll.llama_sampler_init_dist(seed))
+        return chain
+
+    def free_sampler(self, sampler: object) -> None:
+        ll.llama_sampler_free(sampler)
+
+    # ----- the step -----------------------------------------------------------------------
+
+    def execute(self, plan: StepPlan) -> list[Sampled] | None:
+        for slot in plan.clear_slots:
+            ll.llama_memory_seq_rm(self._memory, slot, 0, -1)
+        for src, dst, n in plan.copies:
+            ll.llama_memory_seq_cp(self._memory, src, dst, 0, n)
+        if not plan.chunks:
+            return []
+        rows = self._fill_batch(plan.chunks)
+        rc = ll.llama_decode(self._ctx, self._batch)
+        if rc == 1:
+            return None
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed with code {rc}")
+        return [self._sample(row, chunk) for row, chunk in rows]
+
+    def _fill_batch(self, chunks: list[Chunk]) -> list[tuple[int, Chunk]]:
+        batch = self._batch
+        token, pos, n_seq_id, seq_id, logits = (
+            batch.token,
+            batch.pos,
+            batch.n_seq_id,
+            batch.seq_id,
+            batch.logits,
+        )
+        rows: list[tuple[int, Chunk]] = []
+        i = 0
+        for chunk in chunks:
+            p = chunk.start_pos
+            for t in chunk.tokens:
+                token[i] = t
+                pos[i] = p
+                n_seq_id[i] = 1
+                seq_id[i][0] = chunk.slot
+                logits[i] = 0
+                i += 1
+                p += 1
+            if chunk.sample:
+                logits[i - 1] = 1
+                rows.append((i - 1, chunk))
+        batch.n_tokens = i
+        return rows
+
+    def _sample(self, row: int, chunk: Chunk) -> Sampled:
+        token = int(ll.llama_sampler_sample(chunk.seq.sampler, self._ctx, row))
+        top_n = chunk.seq.request.params.top_logprobs
+        if top_n is None:
+            return Sampled(token)
+        return Sampled(token, self._logprob(row, token, top_n))
+
+    def _logprob(self, row: int, token: int, top_n: int) -> TokenLogprob:
+        logits = np.ctypeslib.as_array(ll.llama_get_logits_ith(self._ctx, row), (self._n_vocab,))
+        shifted = logits - logits.max()
+        logprobs = shifted - np.log(np.exp(shifted).sum())
+        top: list[TopLogprob] = []
+        if top_n > 0:
+            best = np.argpartition(-logprobs, top_n)[:top_n]
+            for t in best[np.argsort(-logprobs[best])]:
+                top.append(self._top(int(t), float(logprobs[t])))
+        chosen = self._top(token, float(logprobs[token]))
+        return TokenLogprob(chosen.token, chosen.token_bytes, chosen.logprob, tuple(top))
+
+    def _top(self, token: int, logprob: float) -> TopLogprob:
+        data = self.token_bytes(token)
+        return TopLogprob(data.decode("utf-8", "replace"), data, logprob)
+
+    def close(self) -> None:
+        ll.llama_batch_free(self._batch)
+        ll.llama_free(self._ctx)
+        ll.llama_model_free(self._model)

@@ -1,0 +1,116 @@
+"""Shared fixtures: a temp INHOUSE_HOME per test, settings, and apps served over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from inhouse.api.app import create_app
+from inhouse.auth.admin_key import AdminKeyStore
+from inhouse.config import Settings, load_settings
+from inhouse.engine.client import AsyncEngine
+from inhouse.engine.scheduler import Scheduler
+from tests.fakes import FakeRunner
+
+REQUIRE_ALL = os.environ.get("INHOUSE_REQUIRE_ALL") == "1"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a needed part is missing, unless CI demands that everything runs."""
+    if condition:
+        return
+    if REQUIRE_ALL:
+        pytest.fail(f"INHOUSE_REQUIRE_ALL=1 but: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INHOUSE_HOME", str(tmp_path / "home"))
+
+
+def make_settings(home: Path, **overrides: Any) -> Settings:
+    return load_settings(None, home=home, **overrides)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Served:
+    app: FastAPI
+    base_url: str
+    key: str
+
+    @property
+    def v1(self) -> str:
+        return self.base_url + "/v1"
+
+
+@contextmanager
+def serve(app: FastAPI, key: str) -> Iterator[Served]:
+    """Run `app` under uvicorn on a free loopback port in a background thread."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    try:
+        yield Served(app, f"http://127.0.0.1:{port}", key)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def fake_engine(runner: FakeRunner, **scheduler_args: int) -> AsyncEngine:
+    args = {"max_running": 4, "n_batch": 256, "cache_slots": 2, **scheduler_args}
+    max_queue = args.pop("max_queue", 16)
+    scheduler = Scheduler(kv_cells=runner.kv_cells, **args)
+    return AsyncEngine(runner, scheduler, max_queue=max_queue)
+
+
+@contextmanager
+def serve_fake(home: Path, runner: FakeRunner, **scheduler_args: int) -> Iterator[Served]:
+    key = AdminKeyStore(home).create()
+    settings = make_settings(home, engine={"model_name": "fake"})
+    app = create_app(settings, engine=fake_engine(runner, **scheduler_args))
+    with serve(app, key) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One server on the embedded default model, shared by the tests that need a real LLM."""
+    from inhouse.models.default import DefaultModelMissing, default_model_path
+
+    try:
+        default_model_path()
+    except DefaultModelMissing as exc:
+        need(False, str(exc))
+    home = tmp_path_factory.mktemp("real-home")
+    key = AdminKeyStore(home).create()
+    settings = make_settings(
+        home, engine={"kv_cells": 8192, "n_threads": 2, "max_running": 8, "max_queue": 32}
+    )
+    with serve(create_app(settings), key) as served:
+        yield served

@@ -1,0 +1,152 @@
+"""`inhouse` as a user runs it: a real process, the real model, the official client."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import free_port
+
+INHOUSE = [sys.executable, "-m", "inhouse"]
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[str]
+    url: str
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        match = re.search(r"admin key (ih-\S+)", "".join(self.output))
+        assert match, "".join(self.output)
+        return match.group(1)
+
+
+def start_server(home: Path, *extra: str) -> Process:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*INHOUSE, "serve", "--home", str(home), "--port", str(port), "--threads", "2", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    served = Process(proc, f"http://127.0.0.1:{port}")
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            served.output.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("server exited:\n" + "".join(served.output))
+        try:
+            if httpx.get(served.url + "/health").status_code == 200:
+                return served
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("server did not become healthy:\n" + "".join(served.output))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Process]:
+    served = start_server(tmp_path / "home")
+    yield served
+    if served.proc.poll() is None:
+        served.proc.kill()
+        served.proc.wait()
+
+
+def test_serve_prints_a_key_once_and_the_openai_client_streams(
+    server: Process, tmp_path: Path
+) -> None:
+    text = "".join(server.output)
+    assert "/v1" in text and "smollm2" in text and str(tmp_path / "home") in text
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0)
+    stream = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=16,
+        stream=True,
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).strip()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(30) == 0
+    again = start_server(tmp_path / "home")
+    try:
+        assert "admin key ih-" not in "".join(again.output)
+        client = openai.OpenAI(base_url=again.url + "/v1", api_key=server.key, max_retries=0)
+        assert [m.id for m in client.models.list()] == ["smollm2"]
+    finally:
+        again.proc.kill()
+        again.proc.wait()
+
+
+def test_sigterm_lets_in_flight_requests_finish(server: Process) -> None:
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0)
+    stream = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "Write a long story."}],
+        max_tokens=300,
+        temperature=0,
+        stream=True,
+    )
+    chunks = iter(stream)
+    next(chunks)
+    server.proc.send_signal(signal.SIGTERM)
+    rest = list(chunks)
+    assert rest[-1].choices[0].finish_reason in ("stop", "length")
+    assert server.proc.wait(30) == 0
+    assert "shutting down" in "".join(server.output)
+
+
+def test_terminal_chat_talks_to_the_server(server: Process) -> None:
+    result = subprocess.run(
+        [*INHOUSE, "chat", "--url", server.url + "/v1", "--max-tokens", "16"],
+        input="What is 2+2?\n/exit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"INHOUSE_API_KEY": server.key, "PATH": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    answer = result.stdout.split("> ", 1)[1]
+    assert answer.strip()
+
+
+def test_models_list_shows_the_embedded_model(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*INHOUSE, "models", "list", "--home", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "smollm2" in result.stdout and "SmolLM2-135M-Instruct.Q4_1.gguf" in result.stdout
+
+
+def test_no_auth_is_refused_off_loopback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*INHOUSE, "serve", "--home", str(tmp_path), "--no-auth", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "loopback" in result.stderr

@@ -1,0 +1,131 @@
+"""The real llama.cpp runner on the real default model, greedy (temperature 0)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+
+from inhouse.engine.runner import LlamaRunner
+from inhouse.engine.scheduler import Scheduler
+from inhouse.models.default import DefaultModelMissing, default_model_path
+from tests.conftest import need
+from tests.harness import Harness
+
+CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[LlamaRunner]:
+    try:
+        path = default_model_path()
+    except DefaultModelMissing as exc:
+        need(False, str(exc))
+        raise
+    llama = LlamaRunner(path, "smollm2", kv_cells=4096, n_batch=256, n_seq_max=24, n_threads=2)
+    yield llama
+    llama.close()
+
+
+def harness(runner: LlamaRunner, *, kv_cells: int = 4096, cache_slots: int = 8) -> Harness:
+    # every test starts from an empty KV pool
+    runner.execute(_clear_all())
+    scheduler = Scheduler(kv_cells=kv_cells, max_running=16, n_batch=256, cache_slots=cache_slots)
+    return Harness(runner, scheduler)
+
+
+def _clear_all():  # type: ignore[no-untyped-def]
+    from inhouse.engine.scheduler import StepPlan
+
+    return StepPlan(clear_slots=list(range(24)))
+
+
+def test_model_metadata_is_read_from_the_gguf(runner: LlamaRunner) -> None:
+    info = runner.info
+    assert info.n_ctx_train == 8192
+    assert 100_000_000 < info.n_params < 200_000_000
+    assert info.chat_template and "<|im_start|>" in info.chat_template
+
+
+def test_greedy_answer_knows_the_capital_of_france(runner: LlamaRunner) -> None:
+    h = harness(runner)
+    h.submit("a", CHAT.format("What is the capital of France?"), max_tokens=24, temperature=0.0)
+    h.run()
+    assert "Paris" in h.text("a")
+
+
+def test_batched_sequences_each_get_their_own_answer(runner: LlamaRunner) -> None:
+    questions = ["What is 2+2?", "Name a fruit.", "What color is the sky?", "Say hi."]
+    alone = []
+    for q in questions:
+        h = harness(runner, cache_slots=0)
+        h.submit("q", CHAT.format(q), max_tokens=12, temperature=0.0)
+        h.run()
+        alone.append(h.text("q"))
+    h = harness(runner, cache_slots=0)
+    for i, q in enumerate(questions):
+        h.submit(f"q{i}", CHAT.format(q), max_tokens=12, temperature=0.0)
+    h.run()
+    together = [h.text(f"q{i}") for i in range(len(questions))]
+    assert len(set(together)) == len(questions)
+    assert together == alone
+
+
+def test_a_cached_prefix_gives_the_same_answer_without_recomputing(runner: LlamaRunner) -> None:
+    prompt = CHAT.format("Tell me about the moon.")
+    h = harness(runner)
+    h.submit("cold", prompt, max_tokens=16, temperature=0.0)
+    h.run()
+    h.submit("warm", prompt, max_tokens=16, temperature=0.0)
+    h.run()
+    assert h.final("cold").cached_tokens == 0
+    assert h.final("warm").cached_tokens == h.final("warm").prompt_tokens - 1
+    assert h.text("warm") == h.text("cold")
+
+
+def test_kv_pressure_preempts_and_recomputes_without_changing_answers(
+    runner: LlamaRunner,
+) -> None:
+    prompts = [CHAT.format(f"Count from {i} to {i + 30}.") for i in range(6)]
+    roomy = harness(runner, cache_slots=0)
+    for i, p in enumerate(prompts):
+        roomy.submit(f"r{i}", p, max_tokens=48, temperature=0.0)
+    roomy.run()
+    tight = harness(runner, kv_cells=256, cache_slots=0)
+    for i, p in enumerate(prompts):
+        tight.submit(f"r{i}", p, max_tokens=48, temperature=0.0)
+    tight.run()
+    assert tight.scheduler.num_preemptions > 0
+    for i in range(len(prompts)):
+        assert tight.final(f"r{i}").completion_tokens == roomy.final(f"r{i}").completion_tokens
+        assert tight.text(f"r{i}") == roomy.text(f"r{i}")
+
+
+def test_logprobs_are_a_distribution(runner: LlamaRunner) -> None:
+    h = harness(runner)
+    h.submit("a", CHAT.format("Hi"), max_tokens=4, temperature=0.0, top_logprobs=5)
+    h.run()
+    logprobs = [lp for e in h.events for lp in e.logprobs]
+    assert len(logprobs) == h.final("a").completion_tokens
+    for lp in logprobs:
+        tops = [t.logprob for t in lp.top]
+        assert tops == sorted(tops, reverse=True)
+        assert lp.logprob == pytest.approx(tops[0], abs=1e-5)
+        assert sum(math.exp(t) for t in tops) <= 1.0 + 1e-6
+
+
+def test_seeded_sampling_is_reproducible(runner: LlamaRunner) -> None:
+    texts = []
+    for _ in range(2):
+        h = harness(runner)
+        h.submit("s", CHAT.format("Write a poem."), max_tokens=16, temperature=1.0, seed=42)
+        h.run()
+        texts.append(h.text("s"))
+    assert texts[0] == texts[1]
+
+
+def test_multibyte_text_round_trips_through_tokens(runner: LlamaRunner) -> None:
+    text = "naïve café — 日本語 🙂"
+    tokens = runner.tokenize(text, add_special=False)
+    assert b"".join(runner.token_bytes(t) for t in tokens).decode() == text
