@@ -32,11 +32,12 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.state.draining:
-            log.warning(
-                "shutting down: finishing %d in-flight requests", self.state.engine.num_pending
-            )
+            pending = self.state.engine.num_pending
+            log.warning("shutting down: finishing %d in-flight requests", pending)
         self.state.draining = True
         super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after its shutdown; a drained server exits with 0
+        self._captured_signals.clear()
 
 
 def run_server(app: FastAPI, host: str, port: int, graceful_s: float) -> None:

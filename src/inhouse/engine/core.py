@@ -103,14 +103,31 @@ class EngineCore:
         if isinstance(command, _Stop):
             self._stopping = True
         elif isinstance(command, _Add):
-            seq = Sequence.create(command.request, next(self._arrivals))
-            seq.sampler = self.runner.new_sampler(command.request.params)
-            seq.state = OutputText(command.request.params.stop)
-            self.scheduler.add(seq)
+            self._add(command.request)
         else:
             found = self.scheduler.find(command.request_id)
             if found is not None:
                 self._sink([self._finish(found, FinishReason.ABORT)])
+
+    def _add(self, request: GenerationRequest) -> None:
+        seq = Sequence.create(request, next(self._arrivals))
+        try:
+            seq.sampler = self.runner.new_sampler(request.params)
+        except Exception as exc:  # refuse this request, keep serving the others
+            log.exception("could not set up sampling")
+            self._sink(
+                [
+                    TokenEvent(
+                        request.request_id,
+                        "",
+                        finish_reason=FinishReason.ERROR,
+                        error=f"could not set up sampling: {exc}",
+                    )
+                ]
+            )
+            return
+        seq.state = OutputText(request.params.stop)
+        self.scheduler.add(seq)
 
     def step(self) -> None:
         """One decode step; a failure fails the sequences in flight, not the engine."""

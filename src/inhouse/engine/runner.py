@@ -136,6 +136,7 @@ class LlamaRunner:
         if penalized or params.repetition_penalty != 1.0:
             add(
                 ll.llama_sampler_init_penalties(
+                    self._n_vocab,
                     min(params.max_tokens, 4096),
                     params.repetition_penalty,
                     params.frequency_penalty,
