@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import httpx
 import openai
 import pytest
 
@@ -157,3 +160,22 @@ def test_a_system_prompt_and_multi_turn_history_are_used(client: openai.OpenAI) 
     )
     assert reply.usage is not None and reply.usage.prompt_tokens > 20
     assert reply.choices[0].message.content
+
+
+def test_disconnecting_mid_stream_frees_the_sequence(
+    client: openai.OpenAI, real_server: Served
+) -> None:
+    stream = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "Write a very long story."}],
+        max_tokens=2000,
+        stream=True,
+    )
+    chunks = iter(stream)
+    for _ in range(5):
+        next(chunks)
+    stream.close()
+    deadline = time.monotonic() + 10
+    while httpx.get(real_server.base_url + "/health").json()["running"] != 0:
+        assert time.monotonic() < deadline, "the aborted sequence is still running"
+        time.sleep(0.02)

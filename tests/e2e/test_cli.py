@@ -110,6 +110,11 @@ def test_sigterm_lets_in_flight_requests_finish(server: Process) -> None:
     chunks = iter(stream)
     next(chunks)
     server.proc.send_signal(signal.SIGTERM)
+    with pytest.raises(openai.InternalServerError) as refused:
+        client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+        )
+    assert refused.value.status_code == 503
     rest = list(chunks)
     assert rest[-1].choices[0].finish_reason in ("stop", "length")
     assert server.proc.wait(30) == 0

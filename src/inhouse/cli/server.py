@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
+import time
 from types import FrameType
 
 import uvicorn
@@ -24,17 +26,36 @@ def is_loopback(host: str) -> bool:
 
 
 class DrainingServer(uvicorn.Server):
-    """On SIGTERM/SIGINT: new requests get 503 at once, in-flight ones run to their end."""
+    """On SIGTERM/SIGINT: new requests get 503 at once, in-flight ones run to their end.
 
-    def __init__(self, config: uvicorn.Config, state: AppState) -> None:
+    The listener stays open while draining, so a client (or a load balancer) gets a clear
+    503 with Retry-After rather than a refused connection; a second signal stops at once.
+    """
+
+    def __init__(self, config: uvicorn.Config, state: AppState, graceful_s: float) -> None:
         super().__init__(config)
         self.state = state
+        self.graceful_s = graceful_s
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if not self.state.draining:
-            pending = self.state.engine.num_pending
-            log.warning("shutting down: finishing %d in-flight requests", pending)
+        if self.state.draining:
+            self._exit(sig, frame)
+            return
         self.state.draining = True
+        log.warning(
+            "shutting down: finishing %d in-flight requests (up to %.0f s); new ones get 503",
+            self.state.engine.num_pending,
+            self.graceful_s,
+        )
+        threading.Thread(target=self._drain, args=(sig, frame), daemon=True).start()
+
+    def _drain(self, sig: int, frame: FrameType | None) -> None:
+        deadline = time.monotonic() + self.graceful_s
+        while self.state.engine.num_pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._exit(sig, frame)
+
+    def _exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         # uvicorn re-raises the signal after its shutdown; a drained server exits with 0
         self._captured_signals.clear()
@@ -46,7 +67,7 @@ def run_server(app: FastAPI, host: str, port: int, graceful_s: float) -> None:
         host=host,
         port=port,
         log_level="warning",
-        timeout_graceful_shutdown=int(graceful_s),
+        timeout_graceful_shutdown=max(1, int(graceful_s)),
         lifespan="on",
     )
-    DrainingServer(config, app.state.inhouse).run()
+    DrainingServer(config, app.state.inhouse, graceful_s).run()
