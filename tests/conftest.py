@@ -21,6 +21,7 @@ from inhouse.auth.admin_key import AdminKeyStore
 from inhouse.config import Settings, load_settings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.scheduler import Scheduler
+from inhouse.models.resolver import SingleModel
 from tests.fakes import FakeRunner
 
 REQUIRE_ALL = os.environ.get("INHOUSE_REQUIRE_ALL") == "1"
@@ -91,9 +92,14 @@ def fake_engine(runner: FakeRunner, **scheduler_args: int) -> AsyncEngine:
 
 @contextmanager
 def serve_fake(home: Path, runner: FakeRunner, **scheduler_args: int) -> Iterator[Served]:
+    """Serve the FakeRunner under the model name "fake"."""
     key = AdminKeyStore(home).create()
-    settings = make_settings(home, engine={"model_name": "fake"})
-    app = create_app(settings, engine=fake_engine(runner, **scheduler_args))
+    settings = make_settings(home)
+    app = create_app(
+        settings,
+        resolver=SingleModel("fake", Path("/dev/null")),
+        build=lambda spec: fake_engine(runner, **scheduler_args),
+    )
     with serve(app, key) as served:
         yield served
 

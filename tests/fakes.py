@@ -44,6 +44,7 @@ class FakeRunner:
             n_ctx_train=self.kv_cells,
             n_params=0,
             size_bytes=0,
+            memory_bytes=0,
             description="fake byte model",
             chat_template=None,
             bos_token="",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -48,11 +48,47 @@ class EngineSettings(BaseModel):
         256, ge=0, description="Requests waiting beyond max_running before 503 Overloaded."
     )
     max_n: int = Field(8, ge=1, le=128, description="Largest `n` (choices) per request.")
+    memory_budget_mb: int = Field(
+        8192, ge=64, description="Loaded models (weights + KV) beyond this unload, LRU first."
+    )
+    keep_alive_s: float = Field(
+        300.0, ge=0.1, description="A model idle this long is unloaded (not the default one)."
+    )
     max_stop: int = Field(16, ge=0, le=64, description="Most stop strings per request.")
+
+
+class ModelsSettings(BaseModel):
+    allow_pull_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts `models pull` may download from (subdomains included); "
+        "empty: air-gapped, nothing is downloaded.",
+    )
+
+    @field_validator("allow_pull_hosts")
+    @classmethod
+    def _bare_hosts(cls, hosts: list[str]) -> list[str]:
+        cleaned = [host.strip().lower().rstrip(".") for host in hosts]
+        for host in cleaned:
+            if not host or "/" in host or ":" in host:
+                raise ValueError(f"{host!r} is not a host name (e.g. 'huggingface.co')")
+        return cleaned
 
 
 class AuthSettings(BaseModel):
     enabled: bool = Field(True, description="Require a bearer API key on /v1.")
+
+
+class EmbeddingsSettings(BaseModel):
+    enabled: bool = Field(
+        True, description="Serve /v1/embeddings with all-MiniLM-L6-v2 (loaded on first use)."
+    )
+    threads: int = Field(0, ge=0, le=512, description="CPU threads for embeddings (0: all cores).")
+    batch_size: int = Field(
+        32, ge=1, le=2048, description="Texts run through the model at once (sorted by length)."
+    )
+    max_request_tokens: int = Field(
+        300_000, ge=256, description="Most tokens one embeddings request may hold (400 beyond)."
+    )
 
 
 class Settings(BaseSettings):
@@ -68,7 +104,9 @@ class Settings(BaseSettings):
     )
     server: ServerSettings = ServerSettings()
     engine: EngineSettings = EngineSettings()
+    models: ModelsSettings = ModelsSettings()
     auth: AuthSettings = AuthSettings()
+    embeddings: EmbeddingsSettings = EmbeddingsSettings()
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

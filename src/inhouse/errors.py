@@ -83,3 +83,24 @@ class EngineDead(InhouseError):
     status = 503
     type = "server_error"
     code = "engine_unavailable"
+
+
+class InvalidModelFile(InvalidRequest):
+    """A file offered as a model or adapter is not a well-formed, safe GGUF; it was refused."""
+
+    code = "invalid_model_file"
+
+
+class ModelStoreCorrupt(InhouseError):
+    """The model store's manifest cannot be read; nothing was changed."""
+
+    code = "model_store_corrupt"
+
+
+class InvalidSchema(InvalidRequest):
+    """A `response_format` JSON schema that no grammar can enforce; the message says why."""
+
+    code = "invalid_schema"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="response_format")

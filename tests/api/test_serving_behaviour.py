@@ -113,7 +113,8 @@ def test_multibyte_text_is_streamed_as_valid_utf8(tmp_path: Path) -> None:
 def test_health_is_503_when_the_engine_thread_is_dead(tmp_path: Path) -> None:
     with serve_fake(tmp_path, FakeRunner()) as served:
         assert httpx.get(served.base_url + "/health").status_code == 200
-        served.app.state.inhouse.engine.stop()
+        (loaded,) = served.app.state.inhouse.pool.loaded
+        loaded.engine.stop()
         response = httpx.get(served.base_url + "/health")
         assert response.status_code == 503
         assert response.json()["status"] == "engine_dead"
@@ -142,5 +143,5 @@ def test_metrics_count_requests_tokens_and_latency(tmp_path: Path) -> None:
     assert 'inhouse_tokens_total{kind="completion"} 7.0' in text
     assert "inhouse_time_to_first_token_seconds_count 1.0" in text
     assert "inhouse_time_per_output_token_seconds_count 1.0" in text
-    assert "inhouse_queue_depth 0.0" in text
-    assert "inhouse_running_sequences 0.0" in text
+    assert 'inhouse_queue_depth{model="fake"} 0.0' in text
+    assert 'inhouse_running_sequences{model="fake"} 0.0' in text

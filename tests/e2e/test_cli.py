@@ -143,7 +143,7 @@ def test_models_list_shows_the_embedded_model(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "smollm2" in result.stdout and "SmolLM2-135M-Instruct.Q4_1.gguf" in result.stdout
+    assert "smollm2" in result.stdout and "Q4_1" in result.stdout
 
 
 def test_no_auth_is_refused_off_loopback(tmp_path: Path) -> None:

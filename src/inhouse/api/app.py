@@ -1,4 +1,4 @@
-"""The FastAPI app factory: create_app(settings) wires engine, routes, errors and metrics."""
+"""The FastAPI app factory: create_app(settings) wires engines, routes, errors and metrics."""
 
 from __future__ import annotations
 
@@ -15,49 +15,79 @@ from inhouse.api.deps import AppState, app_state
 from inhouse.api.errors import install_error_handlers
 from inhouse.api.metrics import Metrics
 from inhouse.api.middleware import BodyLimit, DrainGate
-from inhouse.api.openai import chat, completions, models
+from inhouse.api.ollama import routers as ollama_routers
+from inhouse.api.openai import chat, completions, embeddings, models
 from inhouse.api.openai.serving import Serving
 from inhouse.auth.admin_key import AdminKeyStore, KeyVerifier
 from inhouse.config import Settings
+from inhouse.embeddings.service import EmbeddingService
 from inhouse.engine.client import AsyncEngine
+from inhouse.engine.pool import EngineBuilder, ModelPool, ModelSpec
+from inhouse.models.resolver import ModelResolver
+
+
+def default_resolver(settings: Settings) -> ModelResolver:
+    """`--model file.gguf` serves that one file; otherwise the model store (and its default)."""
+    from inhouse.models.resolver import SingleModel, StoreResolver
+    from inhouse.models.store import ModelStore
+
+    engine = settings.engine
+    if engine.model_path is not None:
+        return SingleModel(engine.model_name, engine.model_path)
+    return StoreResolver(ModelStore(settings.home))
+
+
+def llama_builder(settings: Settings) -> EngineBuilder:
+    from inhouse.engine.factory import build_engine
+
+    def build(spec: ModelSpec) -> AsyncEngine:
+        return build_engine(spec, settings.engine)
+
+    return build
 
 
 def create_app(
     settings: Settings,
     *,
-    engine: AsyncEngine | None = None,
+    resolver: ModelResolver | None = None,
+    build: EngineBuilder | None = None,
     verifier: KeyVerifier | None = None,
 ) -> FastAPI:
-    """Build the app; `engine` defaults to the configured llama.cpp model."""
-    if engine is None:
-        from inhouse.engine.factory import build_engine
-
-        engine = build_engine(settings.engine)
+    """Build the app; by default it serves the configured GGUF model through llama.cpp."""
+    resolver = resolver or default_resolver(settings)
+    pool = ModelPool(
+        build or llama_builder(settings),
+        budget_bytes=settings.engine.memory_budget_mb * 1024 * 1024,
+        keep_alive_s=settings.engine.keep_alive_s,
+    )
     if settings.auth.enabled and verifier is None:
         verifier = AdminKeyStore(settings.home).verifier()
-    info = engine.info
     state = AppState(
         settings=settings,
-        engine=engine,
-        serving=Serving(engine, settings.engine),
-        metrics=Metrics(engine),
+        pool=pool,
+        serving=Serving(pool, resolver, settings.engine),
+        metrics=Metrics(pool),
         verifier=verifier if settings.auth.enabled else None,
-        fingerprint="fp_" + hashlib.sha256(f"{__version__}:{info.path}".encode()).hexdigest()[:10],
+        fingerprint="fp_" + hashlib.sha256(__version__.encode()).hexdigest()[:10],
         started_at=int(time.time()),
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine.start()
+        await pool.engine(resolver.default())
+        pool.start()
         try:
             yield
         finally:
-            engine.close()
+            await pool.close()
 
     app = FastAPI(title="inhouse", version=__version__, lifespan=lifespan)
     app.state.inhouse = state
+    app.state.embeddings = EmbeddingService(settings.embeddings)
     install_error_handlers(app)
-    for router in (chat.router, completions.router, models.router):
+    for router in (chat.router, completions.router, embeddings.router, models.router):
+        app.include_router(router)
+    for router in ollama_routers:
         app.include_router(router)
     app.add_api_route("/health", health, methods=["GET"], response_model=None)
     app.add_api_route("/metrics", metrics, methods=["GET"], response_model=None)
@@ -67,15 +97,19 @@ def create_app(
 
 
 async def health(request: Request) -> JSONResponse:
-    """Public liveness: 200 while the engine thread runs and the server accepts work."""
+    """Public liveness: 200 while every loaded engine runs and the server accepts work."""
     state = app_state(request)
-    ok = state.engine.alive and not state.draining
+    loaded = state.pool.loaded
+    dead = [m.spec.name for m in loaded if not m.engine.alive]
+    ok = not dead and not state.draining
     body = {
         "status": "ok" if ok else ("draining" if state.draining else "engine_dead"),
-        "model": state.serving.model_name,
-        "running": state.engine.core.num_running,
-        "waiting": state.engine.core.num_waiting,
+        "models": [m.spec.name for m in loaded],
+        "running": sum(m.engine.core.num_running for m in loaded),
+        "waiting": sum(m.engine.core.num_waiting for m in loaded),
     }
+    if dead:
+        body["dead"] = dead
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

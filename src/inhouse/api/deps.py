@@ -10,14 +10,14 @@ from inhouse.api.metrics import Metrics
 from inhouse.api.openai.serving import Serving
 from inhouse.auth.admin_key import KeyVerifier
 from inhouse.config import Settings
-from inhouse.engine.client import AsyncEngine
+from inhouse.engine.pool import ModelPool
 from inhouse.errors import Unauthorized
 
 
 @dataclass
 class AppState:
     settings: Settings
-    engine: AsyncEngine
+    pool: ModelPool
     serving: Serving
     metrics: Metrics
     verifier: KeyVerifier | None  # None: auth is off (loopback only)

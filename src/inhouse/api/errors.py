@@ -1,8 +1,13 @@
-"""One place that turns every failure into OpenAI's error JSON with the right status."""
+"""One place that turns every failure into the error JSON of the API that was called.
+
+Under `/api/` that is Ollama's `{"error": "message"}`; everywhere else OpenAI's
+`{"error": {"message", "type", "param", "code"}}`. The HTTP status is the same for both.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +19,13 @@ from inhouse.errors import InhouseError, Overloaded, QuotaExceeded
 
 log = logging.getLogger(__name__)
 
+OLLAMA_PREFIX = "/api/"
+
+
+def is_ollama_path(path: str) -> bool:
+    """Whether `path` belongs to the Ollama API, whose errors are `{"error": "message"}`."""
+    return path.startswith(OLLAMA_PREFIX)
+
 
 def error_body(
     message: str, type_: str, code: str | None, param: str | None = None
@@ -21,12 +33,25 @@ def error_body(
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def error_response(exc: InhouseError) -> JSONResponse:
+def _render(
+    path: str,
+    status: int,
+    body: dict[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """`body` (OpenAI-shaped) as is, or reduced to Ollama's shape when `path` is under /api/."""
+    if is_ollama_path(path):
+        body = {"error": body["error"]["message"]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_response(exc: InhouseError, path: str = "") -> JSONResponse:
+    """The response for `exc` in the wire shape of the API at `path` (default: OpenAI's)."""
     headers = {}
     if isinstance(exc, Overloaded | QuotaExceeded):
         headers["Retry-After"] = str(exc.retry_after)
     body = error_body(exc.message, exc.type, exc.code, exc.param)
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+    return _render(path, exc.status, body, headers)
 
 
 def _describe(error: dict[str, Any]) -> tuple[str, str | None]:
@@ -42,15 +67,14 @@ def _describe(error: dict[str, Any]) -> tuple[str, str | None]:
 
 async def _inhouse_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InhouseError)
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     message, param = _describe(exc.errors()[0]) if exc.errors() else ("Invalid request.", None)
-    return JSONResponse(
-        error_body(message, "invalid_request_error", "invalid_value", param), status_code=400
-    )
+    body = error_body(message, "invalid_request_error", "invalid_value", param)
+    return _render(request.url.path, 400, body)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -59,17 +83,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         exc.status_code
     )
     type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    return JSONResponse(
-        error_body(str(exc.detail), type_, code), status_code=exc.status_code, headers=exc.headers
-    )
+    body = error_body(str(exc.detail), type_, code)
+    return _render(request.url.path, exc.status_code, body, exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-    return JSONResponse(
-        error_body("The server had an error processing the request.", "server_error", None),
-        status_code=500,
-    )
+    body = error_body("The server had an error processing the request.", "server_error", None)
+    return _render(request.url.path, 500, body)
 
 
 def install_error_handlers(app: FastAPI) -> None:

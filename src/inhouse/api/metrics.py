@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from inhouse.engine.client import AsyncEngine
+from inhouse.engine.pool import ModelPool
 from inhouse.engine.request import TokenEvent
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -17,32 +17,38 @@ TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64,
 
 
 class EngineCollector(Collector):
-    """Reads the engine's live counters at scrape time."""
+    """Reads the loaded engines' live counters at scrape time, labelled by model."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, pool: ModelPool) -> None:
+        self.pool = pool
 
     def collect(self) -> Iterator[Metric]:
-        core = self.engine.core
-        yield GaugeMetricFamily(
-            "inhouse_queue_depth", "Requests waiting for a sequence slot", core.num_waiting
+        model = ["model"]
+        queue = GaugeMetricFamily(
+            "inhouse_queue_depth", "Requests waiting for a sequence slot", labels=model
         )
-        yield GaugeMetricFamily(
-            "inhouse_running_sequences", "Sequences decoding in the batch", core.num_running
+        running = GaugeMetricFamily(
+            "inhouse_running_sequences", "Sequences decoding in the batch", labels=model
         )
-        yield GaugeMetricFamily(
-            "inhouse_engine_alive", "1 while the engine thread runs", int(core.alive)
+        alive = GaugeMetricFamily(
+            "inhouse_engine_alive", "1 while the engine thread runs", labels=model
         )
-        yield CounterMetricFamily("inhouse_engine_steps", "Decode steps run", core.steps)
-        yield CounterMetricFamily(
-            "inhouse_engine_preemptions",
-            "Sequences preempted for KV room",
-            core.scheduler.num_preemptions,
+        steps = CounterMetricFamily("inhouse_engine_steps", "Decode steps run", labels=model)
+        preempted = CounterMetricFamily(
+            "inhouse_engine_preemptions", "Sequences preempted for KV room", labels=model
         )
+        for loaded in self.pool.loaded:
+            core, name = loaded.engine.core, [loaded.spec.name]
+            queue.add_metric(name, core.num_waiting)
+            running.add_metric(name, core.num_running)
+            alive.add_metric(name, int(core.alive))
+            steps.add_metric(name, core.steps)
+            preempted.add_metric(name, core.scheduler.num_preemptions)
+        yield from (queue, running, alive, steps, preempted)
 
 
 class Metrics:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, pool: ModelPool) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "inhouse_requests", "Requests answered", ["endpoint", "status"], registry=self.registry
@@ -68,7 +74,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(EngineCollector(engine))
+        self.registry.register(EngineCollector(pool))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -45,7 +45,7 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         exc = PayloadTooLarge(f"The request body is larger than {self.limit} bytes.")
-        await error_response(exc)(scope, receive, send)
+        await error_response(exc, scope["path"])(scope, receive, send)
 
 
 class DrainGate:
@@ -58,6 +58,6 @@ class DrainGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.is_draining() and scope["path"] != "/health":
             exc = Overloaded("The server is shutting down; retry on another instance.")
-            await error_response(exc)(scope, receive, send)
+            await error_response(exc, scope["path"])(scope, receive, send)
             return
         await self.app(scope, receive, send)

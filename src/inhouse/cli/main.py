@@ -100,9 +100,114 @@ def chat(
     run_chat(url, api_key, model, system, max_tokens)
 
 
+def _models_settings(config: Path | None, home: Path | None) -> Settings:
+    return load_settings(config, **_given(home=home))
+
+
+NameOpt = Annotated[
+    str | None, typer.Option("--name", help="Name clients will use (default: from the file name).")
+]
+
+
 @models_app.command("list")
 def models_list(config: ConfigOpt = None, home: HomeOpt = None) -> None:
-    """List the models this installation serves."""
+    """List the models and adapter sets this installation serves, with their aliases."""
     from inhouse.cli.models import list_models
 
-    list_models(load_settings(config, **_given(home=home)))
+    list_models(_models_settings(config, home))
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="Model, adapter set or alias.")],
+    template: Annotated[bool, typer.Option("--template", help="Print the chat template.")] = False,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Show what a model is: architecture, parameters, quantization, context, file, sha256."""
+    from inhouse.cli.models import show_model
+
+    show_model(_models_settings(config, home), name, template)
+
+
+@models_app.command("import")
+def models_import(
+    path: Annotated[Path, typer.Argument(help="A GGUF model file.")],
+    name: NameOpt = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Copy a GGUF model into the store, after checking it is a safe, well-formed GGUF."""
+    from inhouse.cli.models import import_model
+
+    import_model(_models_settings(config, home), path, name)
+
+
+@models_app.command("alias")
+def models_alias(
+    alias: Annotated[str, typer.Argument(help="The name apps call.")],
+    target: Annotated[str, typer.Argument(help="Model, adapter set or alias it points to.")],
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Point an alias at a model (run again to retarget it)."""
+    from inhouse.cli.models import alias_model
+
+    alias_model(_models_settings(config, home), alias, target)
+
+
+@models_app.command("unalias")
+def models_unalias(
+    alias: Annotated[str, typer.Argument(help="The alias to remove.")],
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Remove an alias (the model it points to stays)."""
+    from inhouse.cli.models import unalias_model
+
+    unalias_model(_models_settings(config, home), alias)
+
+
+@models_app.command("rm")
+def models_rm(
+    name: Annotated[str, typer.Argument(help="Model or adapter set to remove.")],
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Remove a model or adapter set, and the aliases that pointed to it."""
+    from inhouse.cli.models import remove_model
+
+    remove_model(_models_settings(config, home), name)
+
+
+@models_app.command("adapter")
+def models_adapter(
+    name: Annotated[str, typer.Argument(help="Name of the new adapter set.")],
+    base: Annotated[str, typer.Option("--base", help="The base model (or an alias of it).")],
+    lora: Annotated[
+        list[Path], typer.Option("--lora", help="A GGUF LoRA adapter; repeat for several.")
+    ],
+    scale: Annotated[
+        list[float] | None,
+        typer.Option("--scale", help="Scale of each --lora, in the same order (default 1.0)."),
+    ] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Add a servable name made of a base model plus GGUF LoRA adapters with scales."""
+    from inhouse.cli.models import add_adapter_set
+
+    add_adapter_set(_models_settings(config, home), name, base, lora, scale or [])
+
+
+@models_app.command("pull")
+def models_pull(
+    url: Annotated[str, typer.Argument(help="https:// URL of a GGUF file.")],
+    name: NameOpt = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Download a GGUF and import it; refused unless models.allow_pull_hosts names the host."""
+    from inhouse.cli.models import pull_model
+
+    pull_model(_models_settings(config, home), url, name)

@@ -1,24 +1,168 @@
-"""`inhouse models list`."""
+"""`inhouse models ...`: the model store from the terminal; errors exit 2 with a message."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn
 
 import typer
 
 from inhouse.config import Settings
-from inhouse.models.default import DefaultModelMissing, default_model_path
+from inhouse.errors import InhouseError
+from inhouse.models.default import DefaultModelMissing
+from inhouse.models.store import ModelRecord, ModelStore
+
+EXIT_REFUSED = 2
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(EXIT_REFUSED)
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """Turn the store's typed errors into `error: ...` on stderr and exit status 2."""
+    try:
+        yield
+    except InhouseError as exc:
+        _fail(exc.message)
+    except (DefaultModelMissing, OSError) as exc:
+        _fail(str(exc))
+
+
+def _open(settings: Settings) -> ModelStore:
+    store = ModelStore(settings.home)
+    try:
+        store.ensure_default()
+    except DefaultModelMissing as exc:
+        typer.secho(f"warning: {exc}", fg="yellow", err=True)
+    return store
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _count(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+def _row(record: ModelRecord) -> list[str]:
+    quant = record.quantization
+    if record.kind == "adapter-set":
+        quant += f" +{len(record.adapters)} LoRA"
+    return [
+        record.name,
+        ",".join(record.aliases) or "-",
+        _size(record.size),
+        quant,
+        str(record.context_length or "-"),
+        _count(record.parameters),
+        record.sha256[:12],
+    ]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        typer.echo("  ".join(cells).rstrip())
 
 
 def list_models(settings: Settings) -> None:
-    engine = settings.engine
-    try:
-        path = engine.model_path or default_model_path()
-    except DefaultModelMissing as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from exc
-    if not path.is_file():
-        typer.secho(f"error: model file not found: {path}", fg="red", err=True)
-        raise typer.Exit(1)
-    source = "configured" if engine.model_path else "embedded default"
-    typer.echo(f"{'NAME':<16} {'SIZE':>8}  {'SOURCE':<18} FILE")
-    size = f"{path.stat().st_size / 1e6:.0f} MB"
-    typer.echo(f"{engine.model_name:<16} {size:>8}  {source:<18} {path}")
+    with _refusals():
+        records = _open(settings).list()
+    header = ["NAME", "ALIASES", "SIZE", "QUANT", "CTX", "PARAMS", "SHA256"]
+    _table(header, [_row(r) for r in records])
+
+
+def _summary(record: ModelRecord) -> str:
+    return (
+        f"{record.name}: {record.architecture}, {_count(record.parameters)} parameters, "
+        f"{record.quantization}, context {record.context_length or '?'}, "
+        f"sha256 {record.sha256[:12]}"
+    )
+
+
+def import_model(settings: Settings, path: Path, name: str | None) -> None:
+    with _refusals():
+        record = _open(settings).import_file(path, name)
+    typer.echo(f"imported {_summary(record)}")
+
+
+def add_adapter_set(
+    settings: Settings, name: str, base: str, loras: Sequence[Path], scales: Sequence[float]
+) -> None:
+    if scales and len(scales) != len(loras):
+        _fail(f"give one --scale per --lora ({len(loras)} adapters, {len(scales)} scales)")
+    pairs = list(zip(loras, scales or [1.0] * len(loras), strict=True))
+    with _refusals():
+        record = _open(settings).add_adapter_set(name, base, pairs)
+    typer.echo(f"added {record.name}: {base} + " + ", ".join(f"{p.name}*{s:g}" for p, s in pairs))
+
+
+def alias_model(settings: Settings, alias: str, target: str) -> None:
+    with _refusals():
+        record = _open(settings).alias(alias, target)
+    typer.echo(f"{alias} -> {target}" + (f" ({record.name})" if record.name != target else ""))
+
+
+def unalias_model(settings: Settings, alias: str) -> None:
+    with _refusals():
+        _open(settings).unalias(alias)
+    typer.echo(f"removed alias {alias}")
+
+
+def remove_model(settings: Settings, name: str) -> None:
+    with _refusals():
+        removed = _open(settings).remove(name)
+    typer.echo(f"removed {name}")
+    if removed:
+        typer.echo(f"removed the aliases that pointed to it: {', '.join(removed)}")
+
+
+def pull_model(settings: Settings, url: str, name: str | None) -> None:
+    from inhouse.models.pull import pull
+
+    with _refusals():
+        record = pull(_open(settings), settings.models, url, name)
+    typer.echo(f"pulled {_summary(record)}")
+
+
+def show_model(settings: Settings, name: str, template: bool) -> None:
+    with _refusals():
+        record = _open(settings).resolve(name)
+    if template:
+        typer.echo(record.chat_template or "")
+        return
+    facts = {
+        "name": record.name if record.name == name else f"{record.name} (via alias {name})",
+        "kind": record.kind + (" (built-in)" if record.builtin else ""),
+        "architecture": record.architecture,
+        "title": record.display_name or "-",
+        "parameters": f"{record.parameters:,}",
+        "quantization": record.quantization,
+        "context length": str(record.context_length or "-"),
+        "license": record.license or "-",
+        "chat template": f"{len(record.chat_template)} characters" if record.chat_template else "-",
+        "aliases": ", ".join(record.aliases) or "-",
+        "size": _size(record.size),
+        "sha256": record.sha256,
+        "file": str(record.path),
+    }
+    if record.kind == "adapter-set":
+        facts["base"] = record.base or "-"
+        for index, adapter in enumerate(record.adapters):
+            facts[f"lora {index}"] = f"{adapter.path} (scale {adapter.scale:g})"
+    width = max(map(len, facts))
+    for key, value in facts.items():
+        typer.echo(f"{key + ':':<{width + 1}} {value}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 
 import typer
 
@@ -27,23 +26,24 @@ def start(settings: Settings, *, new_admin_key: bool) -> None:
     keys = AdminKeyStore(settings.home)
     new_key = keys.create() if new_admin_key else keys.ensure()
 
-    from inhouse.api.app import create_app
+    from inhouse.api.app import create_app, default_resolver
     from inhouse.models.default import DefaultModelMissing
 
-    began = time.perf_counter()
     try:
-        app = create_app(settings)
-    except (DefaultModelMissing, RuntimeError, OSError) as exc:
+        resolver = default_resolver(settings)
+        spec = resolver.default()
+        app = create_app(settings, resolver=resolver)
+    except (DefaultModelMissing, OSError) as exc:
         _refuse(str(exc))
         return
-    info = app.state.inhouse.engine.info
     url = f"http://{server.host}:{server.port}"
+    size_mb = spec.path.stat().st_size / 1e6 if spec.path.is_file() else 0
     lines = [
         "",
         "  inhouse is running",
         f"  API       {url}/v1   (OpenAI-compatible)",
-        f"  model     {settings.engine.model_name}  ({info.description}, "
-        f"{info.size_bytes / 1e6:.0f} MB, loaded in {time.perf_counter() - began:.2f} s)",
+        f"  model     {spec.name}  ({spec.path.name}, {size_mb:.0f} MB); "
+        f"{len(resolver.names())} names in all (inhouse models list)",
         f"  data dir  {settings.home}",
     ]
     if not settings.auth.enabled:

@@ -44,14 +44,14 @@ class DrainingServer(uvicorn.Server):
         self.state.draining = True
         log.warning(
             "shutting down: finishing %d in-flight requests (up to %.0f s); new ones get 503",
-            self.state.engine.num_pending,
+            self.state.pool.num_pending,
             self.graceful_s,
         )
         threading.Thread(target=self._drain, args=(sig, frame), daemon=True).start()
 
     def _drain(self, sig: int, frame: FrameType | None) -> None:
         deadline = time.monotonic() + self.graceful_s
-        while self.state.engine.num_pending and time.monotonic() < deadline:
+        while self.state.pool.num_pending and time.monotonic() < deadline:
             time.sleep(0.05)
         self._exit(sig, frame)
 

@@ -24,6 +24,7 @@ class ModelInfo:
     n_ctx_train: int
     n_params: int
     size_bytes: int
+    memory_bytes: int  # weights + KV pool: what unloading this model gives back
     description: str
     chat_template: str | None
     bos_token: str

@@ -10,14 +10,31 @@ from inhouse.engine.backend import ModelInfo, ModelRunner
 from inhouse.engine.core import EngineCore
 from inhouse.engine.request import GenerationRequest, TokenEvent
 from inhouse.engine.scheduler import Scheduler
+from inhouse.engine.templates import CHATML, ChatTemplate
 from inhouse.errors import EngineDead, Overloaded
 
 
 class AsyncEngine:
     """Streams each request's TokenEvents; refuses work beyond `max_pending` with Overloaded."""
 
-    def __init__(self, runner: ModelRunner, scheduler: Scheduler, *, max_queue: int) -> None:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        scheduler: Scheduler,
+        *,
+        max_queue: int,
+        max_context: int = 0,
+    ) -> None:
         self.runner = runner
+        info = runner.info
+        self.template = ChatTemplate(
+            info.chat_template or CHATML,
+            bos_token=info.bos_token,
+            eos_token=info.eos_token,
+            adds_bos=info.adds_bos,
+        )
+        limit = max_context or info.n_ctx_train
+        self.max_context = min(limit, scheduler.kv_cells)
         self.max_pending = scheduler.max_running + max_queue
         self.core = EngineCore(runner, scheduler, self._from_engine_thread)
         self._queues: dict[str, asyncio.Queue[TokenEvent]] = {}

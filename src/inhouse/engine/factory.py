@@ -1,15 +1,15 @@
-"""Builds the real engine (llama.cpp) from settings."""
+"""Builds the real engine (llama.cpp) for a model spec."""
 
 from __future__ import annotations
 
 from inhouse.config import EngineSettings
 from inhouse.engine.client import AsyncEngine
+from inhouse.engine.pool import ModelSpec
 from inhouse.engine.scheduler import Scheduler
-from inhouse.models.default import default_model_path
 
 
-def build_engine(settings: EngineSettings) -> AsyncEngine:
-    """Load the configured GGUF model into a LlamaRunner and wrap it in an AsyncEngine."""
+def build_engine(spec: ModelSpec, settings: EngineSettings) -> AsyncEngine:
+    """Load `spec` (GGUF + LoRA adapters) into a LlamaRunner and wrap it in an AsyncEngine."""
     from inhouse.engine.runner import LlamaRunner
 
     scheduler = Scheduler(
@@ -19,11 +19,18 @@ def build_engine(settings: EngineSettings) -> AsyncEngine:
         cache_slots=settings.prefix_cache_slots,
     )
     runner = LlamaRunner(
-        settings.model_path or default_model_path(),
-        settings.model_name,
+        spec.path,
+        spec.name,
         kv_cells=settings.kv_cells,
         n_batch=settings.n_batch,
         n_seq_max=scheduler.n_slots,
         n_threads=settings.n_threads,
+        adapters=spec.adapters,
     )
-    return AsyncEngine(runner, scheduler, max_queue=settings.max_queue)
+    try:
+        return AsyncEngine(
+            runner, scheduler, max_queue=settings.max_queue, max_context=settings.max_context
+        )
+    except Exception:
+        runner.close()
+        raise

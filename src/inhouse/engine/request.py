@@ -21,6 +21,7 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = ()
     top_logprobs: int | None = None  # None: no logprobs; 0..20: that many alternatives
+    grammar: str | None = None  # GBNF with a `root` rule: only text it accepts is sampled
 
 
 @dataclass(frozen=True)

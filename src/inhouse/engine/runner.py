@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ class LlamaRunner:
         n_batch: int,
         n_seq_max: int,
         n_threads: int = 0,
+        adapters: Sequence[tuple[Path, float]] = (),
     ) -> None:
         ll.llama_log_set(_quiet_log, None)
         ll.llama_backend_init()
@@ -56,10 +58,29 @@ class LlamaRunner:
         if not self._ctx:
             ll.llama_model_free(self._model)
             raise ModelLoadError(f"llama.cpp could not create a context for {path}")
+        self._adapters = self._apply_adapters(adapters)
         self._memory = ll.llama_get_memory(self._ctx)
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
-        self.info = self._read_info(path, name)
+        self.info = self._read_info(path, name, kv_cells)
+
+    def _apply_adapters(self, adapters: Sequence[tuple[Path, float]]) -> list[Any]:
+        """Load GGUF LoRA adapters and set them, with their scales, on this context."""
+        if not adapters:
+            return []
+        handles = []
+        for path, _ in adapters:
+            handle = ll.llama_adapter_lora_init(self._model, str(path).encode())
+            if not handle:
+                self.close()
+                raise ModelLoadError(f"llama.cpp could not load the LoRA adapter {path}")
+            handles.append(handle)
+        array = (ll.llama_adapter_lora_p_ctypes * len(handles))(*handles)
+        scales = (ctypes.c_float * len(handles))(*(scale for _, scale in adapters))
+        if ll.llama_set_adapters_lora(self._ctx, array, len(handles), scales) != 0:
+            self.close()
+            raise ModelLoadError("llama.cpp refused the LoRA adapter set")
+        return handles
 
     @staticmethod
     def _context_params(kv_cells: int, n_batch: int, n_seq_max: int, n_threads: int) -> Any:
@@ -75,7 +96,17 @@ class LlamaRunner:
         params.no_perf = True
         return params
 
-    def _read_info(self, path: Path, name: str) -> ModelInfo:
+    def _kv_bytes(self, kv_cells: int) -> int:
+        """KV memory of the pool: K and V, f16, per layer, for the model's KV heads."""
+        n_head = max(1, int(ll.llama_model_n_head(self._model)))
+        kv_width = (
+            int(ll.llama_model_n_embd(self._model))
+            * int(ll.llama_model_n_head_kv(self._model))
+            // n_head
+        )
+        return kv_cells * 2 * int(ll.llama_model_n_layer(self._model)) * kv_width * 2
+
+    def _read_info(self, path: Path, name: str, kv_cells: int) -> ModelInfo:
         buf = ctypes.create_string_buffer(256)
         ll.llama_model_desc(self._model, buf, len(buf))
         template = ll.llama_model_chat_template(self._model, None)
@@ -85,6 +116,7 @@ class LlamaRunner:
             n_ctx_train=int(ll.llama_model_n_ctx_train(self._model)),
             n_params=int(ll.llama_model_n_params(self._model)),
             size_bytes=path.stat().st_size,
+            memory_bytes=int(ll.llama_model_size(self._model)) + self._kv_bytes(kv_cells),
             description=buf.value.decode("utf-8", "replace"),
             chat_template=template.decode("utf-8") if template else None,
             bos_token=self._special_text(ll.llama_vocab_bos(self._vocab)),
@@ -131,6 +163,13 @@ class LlamaRunner:
 
         def add(sampler: Any) -> None:
             ll.llama_sampler_chain_add(chain, sampler)
+
+        if params.grammar is not None:
+            grammar = ll.llama_sampler_init_grammar(self._vocab, params.grammar.encode(), b"root")
+            if not grammar:
+                ll.llama_sampler_free(chain)
+                raise ValueError("llama.cpp refused the grammar")
+            add(grammar)
 
         penalized = params.presence_penalty or params.frequency_penalty
         if penalized or params.repetition_penalty != 1.0:
@@ -228,6 +267,12 @@ class LlamaRunner:
         return TopLogprob(data.decode("utf-8", "replace"), data, logprob)
 
     def close(self) -> None:
-        ll.llama_batch_free(self._batch)
-        ll.llama_free(self._ctx)
-        ll.llama_model_free(self._model)
+        if getattr(self, "_batch", None) is not None:
+            ll.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            ll.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            ll.llama_model_free(self._model)  # also frees the model's LoRA adapters
+            self._model = None

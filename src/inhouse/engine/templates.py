@@ -67,6 +67,7 @@ class ChatTemplate:
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.adds_bos = adds_bos
+        self.knows_tools = "tools" in source
 
     def render(
         self,

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from inhouse.api.deps import AppState, app_state, require_api_key
+from inhouse.api.deps import app_state, require_api_key
 from inhouse.api.metrics import RequestTracker
 from inhouse.errors import InhouseError
 
@@ -21,9 +21,11 @@ from .results import (
     collect,
     finish_reason,
     sse,
+    tracked,
 )
 from .schemas import ChatCompletionRequest
-from .serving import ChoiceEvent, Prepared
+from .serving import Prepared
+from .tools import ParsedCall, ToolCallParser, ToolPlan
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -31,8 +33,7 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
     state = app_state(request)
-    prepared = state.serving.prepare_chat(body)
-    state.engine.check_capacity(len(prepared.choices))
+    prepared = await state.serving.prepare_chat(body)
     tracker = state.metrics.track("chat")
     meta = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -42,38 +43,43 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     }
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _stream(state, prepared, tracker, meta, include_usage)
+        chunks = _stream(prepared, tracker, meta, include_usage)
         return StreamingResponse(chunks, media_type="text/event-stream")
     try:
-        result = await collect(_tracked(state, prepared, tracker), prepared)
+        result = await collect(tracked(prepared, tracker), prepared)
     except InhouseError as exc:
         tracker.done(exc.status)
         raise
     tracker.done(200)
-    choices = [
-        {
-            "index": i,
-            "message": {"role": "assistant", "content": "".join(c.text)},
-            "logprobs": chat_logprobs(c.logprobs) if body.logprobs else None,
-            "finish_reason": c.finish_reason,
-        }
-        for i, c in enumerate(result.choices)
-    ]
+    choices = []
+    for i, c in enumerate(result.choices):
+        message = _message("".join(c.text), prepared.tools)
+        choices.append(
+            {
+                "index": i,
+                "message": message,
+                "logprobs": chat_logprobs(c.logprobs) if body.logprobs else None,
+                "finish_reason": "tool_calls" if "tool_calls" in message else c.finish_reason,
+            }
+        )
     payload = {**meta, "object": "chat.completion", "choices": choices}
     payload["usage"] = result.usage(body.n)
     return JSONResponse(payload)
 
 
-async def _tracked(
-    state: AppState, prepared: Prepared, tracker: RequestTracker
-) -> AsyncIterator[ChoiceEvent]:
-    async for item in state.serving.run(prepared.choices):
-        tracker.on_event(item.event)
-        yield item
+def _message(text: str, plan: ToolPlan) -> dict[str, Any]:
+    if not plan.active:
+        return {"role": "assistant", "content": text}
+    parser = ToolCallParser(plan)
+    content, _ = parser.feed(text)
+    rest, _ = parser.finish()
+    message: dict[str, Any] = {"role": "assistant", "content": (content + rest) or None}
+    if parser.calls:
+        message["tool_calls"] = [call.wire() for call in parser.calls]
+    return message
 
 
 async def _stream(
-    state: AppState,
     prepared: Prepared,
     tracker: RequestTracker,
     meta: dict[str, Any],
@@ -87,19 +93,33 @@ async def _stream(
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
         return sse({**base, "choices": [{**choice, **extra}]})
 
+    def tool_chunks(index: int, calls: list[ParsedCall], parser: ToolCallParser) -> list[bytes]:
+        first = len(parser.calls) - len(calls)
+        return [
+            chunk(index, {"tool_calls": [call.wire(first + k)]}) for k, call in enumerate(calls)
+        ]
+
     counter = UsageCounter(prepared, len(prepared.choices) // len(prepared.prompt_texts))
+    parsers = [ToolCallParser(prepared.tools) for _ in prepared.choices]
     status = 200
     try:
         for i in range(len(prepared.choices)):
             yield chunk(i, {"role": "assistant", "content": ""})
-        async for item in _tracked(state, prepared, tracker):
-            event = item.event
+        async for item in tracked(prepared, tracker):
+            event, parser = item.event, parsers[item.index]
             counter.add(item)
             reason = finish_reason(event)
-            if event.text or event.logprobs:
+            text, calls = parser.feed(event.text) if prepared.tools.active else (event.text, [])
+            if reason is not None and prepared.tools.active:
+                rest, last = parser.finish()
+                text, calls = text + rest, calls + last
+            if text or event.logprobs:
                 logprobs = chat_logprobs(list(event.logprobs)) if event.logprobs else None
-                yield chunk(item.index, {"content": event.text}, logprobs=logprobs)
+                yield chunk(item.index, {"content": text}, logprobs=logprobs)
+            for data in tool_chunks(item.index, calls, parser):
+                yield data
             if reason is not None:
+                reason = "tool_calls" if parser.calls else reason
                 yield chunk(item.index, {}, finish_reason=reason)
         if include_usage:
             yield sse({**base, "choices": [], "usage": counter.usage()})

@@ -10,13 +10,21 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from inhouse.api.deps import AppState, app_state, require_api_key
+from inhouse.api.deps import app_state, require_api_key
 from inhouse.api.metrics import RequestTracker
 from inhouse.errors import InhouseError
 
-from .results import DONE, UsageCounter, collect, completion_logprobs, finish_reason, sse
+from .results import (
+    DONE,
+    UsageCounter,
+    collect,
+    completion_logprobs,
+    finish_reason,
+    sse,
+    tracked,
+)
 from .schemas import CompletionRequest
-from .serving import ChoiceEvent, Prepared
+from .serving import Prepared
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -24,8 +32,7 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 @router.post("/v1/completions", response_model=None)
 async def create_completion(body: CompletionRequest, request: Request) -> Response:
     state = app_state(request)
-    prepared = state.serving.prepare_completion(body)
-    state.engine.check_capacity(len(prepared.choices))
+    prepared = await state.serving.prepare_completion(body)
     tracker = state.metrics.track("completions")
     meta = {
         "id": f"cmpl-{uuid.uuid4().hex}",
@@ -36,10 +43,10 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
     }
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _stream(state, prepared, tracker, meta, body, include_usage)
+        chunks = _stream(prepared, tracker, meta, body, include_usage)
         return StreamingResponse(chunks, media_type="text/event-stream")
     try:
-        result = await collect(_tracked(state, prepared, tracker), prepared)
+        result = await collect(tracked(prepared, tracker), prepared)
     except InhouseError as exc:
         tracker.done(exc.status)
         raise
@@ -64,16 +71,7 @@ def _prompt_of(prepared: Prepared, body: CompletionRequest, index: int) -> str:
     return prepared.prompt_texts[index // body.n]
 
 
-async def _tracked(
-    state: AppState, prepared: Prepared, tracker: RequestTracker
-) -> AsyncIterator[ChoiceEvent]:
-    async for item in state.serving.run(prepared.choices):
-        tracker.on_event(item.event)
-        yield item
-
-
 async def _stream(
-    state: AppState,
     prepared: Prepared,
     tracker: RequestTracker,
     meta: dict[str, Any],
@@ -93,7 +91,7 @@ async def _stream(
         if body.echo:
             for i in range(len(prepared.choices)):
                 yield chunk(i, _prompt_of(prepared, body, i))
-        async for item in _tracked(state, prepared, tracker):
+        async for item in tracked(prepared, tracker):
             event = item.event
             counter.add(item)
             reason = finish_reason(event)

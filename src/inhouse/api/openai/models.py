@@ -11,25 +11,31 @@ from inhouse.api.deps import AppState, app_state, require_api_key
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
-def _model_card(state: AppState) -> dict[str, Any]:
-    info = state.engine.info
-    return {
-        "id": state.serving.model_name,
+def _model_card(state: AppState, name: str) -> dict[str, Any]:
+    spec = state.serving.resolver.resolve(name)
+    card: dict[str, Any] = {
+        "id": name,
         "object": "model",
         "created": state.started_at,
         "owned_by": "inhouse",
-        "context_length": state.serving.max_context,
-        "description": info.description,
     }
+    if spec.name != name:
+        card["alias_of"] = spec.name
+    loaded = state.pool.get_loaded(spec.name)
+    if loaded is not None:
+        card["context_length"] = loaded.engine.max_context
+    return card
 
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    return {"object": "list", "data": [_model_card(app_state(request))]}
+    state = app_state(request)
+    return {
+        "object": "list",
+        "data": [_model_card(state, n) for n in state.serving.resolver.names()],
+    }
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    state = app_state(request)
-    state.serving.check_model(model_id)
-    return _model_card(state)
+    return _model_card(app_state(request), model_id)

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from inhouse.api.metrics import RequestTracker
 from inhouse.engine.request import FinishReason, TokenEvent, TokenLogprob
 from inhouse.errors import InhouseError
 
-from .serving import ChoiceEvent, Prepared
+from .serving import ChoiceEvent, Prepared, Serving
 
 DONE = b"data: [DONE]\n\n"
 
@@ -125,3 +126,10 @@ def completion_logprobs(logprobs: list[TokenLogprob], offset: int) -> dict[str, 
         "top_logprobs": [{t.token: t.logprob for t in lp.top} for lp in logprobs],
         "text_offset": offsets,
     }
+
+
+async def tracked(prepared: Prepared, tracker: RequestTracker) -> AsyncIterator[ChoiceEvent]:
+    """The choices' events, timed into the metrics as they pass."""
+    async for item in Serving.run(prepared):
+        tracker.on_event(item.event)
+        yield item

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 
 from inhouse.config import EngineSettings
 from inhouse.engine.client import AsyncEngine
+from inhouse.engine.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar
+from inhouse.engine.pool import ModelPool
 from inhouse.engine.request import GenerationRequest, SamplingParams, TokenEvent
-from inhouse.engine.templates import CHATML, ChatTemplate
-from inhouse.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound
+from inhouse.errors import ContextLengthExceeded, InvalidRequest
+from inhouse.models.resolver import ModelResolver
 
 from .schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
+from .tools import NO_TOOLS, ToolPlan, call_grammar, plan_tools, render_messages, tool_dicts
 
 MAX_STOP_CHARS = 256
 
@@ -23,9 +26,11 @@ MAX_STOP_CHARS = 256
 class Prepared:
     """A validated request: one engine request per choice, and what usage will report."""
 
+    engine: AsyncEngine
     choices: list[GenerationRequest]
     prompt_tokens: int
     prompt_texts: list[str]
+    tools: ToolPlan = NO_TOOLS
 
 
 @dataclass(frozen=True)
@@ -35,66 +40,85 @@ class ChoiceEvent:
 
 
 class Serving:
-    def __init__(self, engine: AsyncEngine, settings: EngineSettings) -> None:
-        self.engine = engine
+    def __init__(self, pool: ModelPool, resolver: ModelResolver, settings: EngineSettings) -> None:
+        self.pool = pool
+        self.resolver = resolver
         self.settings = settings
-        info = engine.info
-        self.model_name = settings.model_name
-        self.template = ChatTemplate(
-            info.chat_template or CHATML,
-            bos_token=info.bos_token,
-            eos_token=info.eos_token,
-            adds_bos=info.adds_bos,
-        )
-        limit = settings.max_context or info.n_ctx_train
-        self.max_context = min(limit, settings.kv_cells)
 
-    def check_model(self, name: str) -> None:
-        if name != self.model_name:
-            raise ModelNotFound(
-                f"The model '{name}' does not exist; this server has '{self.model_name}'.",
-                param="model",
-            )
+    async def engine_for(self, name: str) -> AsyncEngine:
+        """The running engine of a model name or alias (loading it if needed)."""
+        return await self.pool.engine(self.resolver.resolve(name))
 
     # ----- requests -> engine ------------------------------------------------------------
 
-    def prepare_chat(self, body: ChatCompletionRequest) -> Prepared:
-        self.check_model(body.model)
-        messages = [{**m.model_dump(exclude_none=True), "content": m.text()} for m in body.messages]
-        text = self.template.render(messages, add_generation_prompt=True)
-        tokens = self.tokenize(text)
+    async def prepare_chat(self, body: ChatCompletionRequest) -> Prepared:
+        plan = plan_tools(body)
+        grammar = self._grammar(body, plan)
+        engine = await self.engine_for(body.model)
+        native = plan.active and engine.template.knows_tools
+        messages = render_messages(body.messages, plan, native)
+        text = engine.template.render(
+            messages, add_generation_prompt=True, tools=tool_dicts(plan) if native else None
+        )
+        tokens = self.tokenize(engine, text)
         top = (body.top_logprobs or 0) if body.logprobs else None
         if body.top_logprobs is not None and not body.logprobs:
             raise InvalidRequest("top_logprobs requires logprobs to be true", param="top_logprobs")
-        return self._prepare(body, [tokens], body.token_limit(), top, [text])
+        prepared = self._prepare(engine, body, [tokens], body.token_limit(), top, [text], grammar)
+        return replace(prepared, tools=plan)
 
-    def prepare_completion(self, body: CompletionRequest) -> Prepared:
-        self.check_model(body.model)
+    @staticmethod
+    def _grammar(body: ChatCompletionRequest, plan: ToolPlan) -> str | None:
+        """The grammar decoding must follow: a JSON response format, or a required tool call."""
+        grammar: str | None = None
+        response_format = body.response_format
+        if response_format is not None and response_format.type == "json_object":
+            grammar = JSON_OBJECT_GRAMMAR
+        elif response_format is not None and response_format.type == "json_schema":
+            if response_format.json_schema is None:
+                raise InvalidRequest(
+                    "response_format json_schema needs a json_schema", param="response_format"
+                )
+            grammar = schema_to_grammar(response_format.json_schema.json_schema)
+        if plan.forced:
+            if grammar is not None:
+                raise InvalidRequest(
+                    "a required tool call and a JSON response_format cannot be combined",
+                    param="tool_choice",
+                )
+            grammar = call_grammar(plan)
+        return grammar
+
+    async def prepare_completion(self, body: CompletionRequest) -> Prepared:
         if body.suffix:
             raise InvalidRequest("suffix is not supported by this model", param="suffix")
         if body.echo and body.logprobs is not None:
             raise InvalidRequest("echo with logprobs is not supported", param="echo")
+        engine = await self.engine_for(body.model)
         prompts = body.prompts()
-        token_lists = [self.tokenize(p) for p in prompts]
-        return self._prepare(body, token_lists, body.max_tokens, body.logprobs, prompts)
+        token_lists = [self.tokenize(engine, p) for p in prompts]
+        return self._prepare(engine, body, token_lists, body.max_tokens, body.logprobs, prompts)
 
-    def tokenize(self, text: str) -> list[int]:
+    @staticmethod
+    def tokenize(engine: AsyncEngine, text: str) -> list[int]:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise InvalidRequest("the request contains text that is not valid UTF-8") from exc
-        tokens = self.engine.runner.tokenize(text, add_special=True)
+        tokens = engine.runner.tokenize(text, add_special=True)
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="prompt")
         return tokens
 
     def _prepare(
         self,
+        engine: AsyncEngine,
         body: SamplingFields,
         token_lists: list[list[int]],
         max_tokens: int | None,
         top_logprobs: int | None,
         texts: list[str],
+        grammar: str | None = None,
     ) -> Prepared:
         if body.n > self.settings.max_n:
             raise InvalidRequest(f"n must be at most {self.settings.max_n}", param="n")
@@ -102,7 +126,7 @@ class Serving:
         base = uuid.uuid4().hex
         choices: list[GenerationRequest] = []
         for tokens in token_lists:
-            limit = self._token_limit(len(tokens), max_tokens)
+            limit = self._token_limit(engine.max_context, len(tokens), max_tokens)
             for _ in range(body.n):
                 params = SamplingParams(
                     max_tokens=limit,
@@ -116,11 +140,13 @@ class Serving:
                     repetition_penalty=body.repetition_penalty,
                     stop=stops,
                     top_logprobs=top_logprobs,
+                    grammar=grammar,
                 )
                 rid = f"{base}-{len(choices)}"
                 choices.append(GenerationRequest(rid, tuple(tokens), params))
         prompt_tokens = sum(len(t) for t in token_lists)
-        return Prepared(choices, prompt_tokens, texts)
+        engine.check_capacity(len(choices))
+        return Prepared(engine, choices, prompt_tokens, texts)
 
     def _stops(self, body: SamplingFields) -> tuple[str, ...]:
         stops = body.stop_list()
@@ -134,12 +160,13 @@ class Serving:
             )
         return tuple(stops)
 
-    def _token_limit(self, prompt_len: int, max_tokens: int | None) -> int:
-        room = self.max_context - prompt_len
+    @staticmethod
+    def _token_limit(max_context: int, prompt_len: int, max_tokens: int | None) -> int:
+        room = max_context - prompt_len
         if room < 1 or (max_tokens is not None and max_tokens > room):
             asked = f" + {max_tokens} completion tokens" if max_tokens else ""
             raise ContextLengthExceeded(
-                f"This model's maximum context length is {self.max_context} tokens. However, "
+                f"This model's maximum context length is {max_context} tokens. However, "
                 f"you requested {prompt_len} prompt tokens{asked}. Shorten the messages or "
                 "lower max_tokens.",
                 param="messages",
@@ -148,10 +175,12 @@ class Serving:
 
     # ----- engine -> choices -------------------------------------------------------------
 
-    async def run(self, choices: Sequence[GenerationRequest]) -> AsyncIterator[ChoiceEvent]:
+    @staticmethod
+    async def run(prepared: Prepared) -> AsyncIterator[ChoiceEvent]:
         """All choices' events as they come; cancelling the iteration aborts every choice."""
+        engine, choices = prepared.engine, prepared.choices
         if len(choices) == 1:
-            async with contextlib.aclosing(self.engine.generate(choices[0])) as events:
+            async with contextlib.aclosing(engine.generate(choices[0])) as events:
                 async for event in events:
                     yield ChoiceEvent(0, event)
             return
@@ -159,7 +188,7 @@ class Serving:
 
         async def pump(index: int, request: GenerationRequest) -> None:
             try:
-                async with contextlib.aclosing(self.engine.generate(request)) as events:
+                async with contextlib.aclosing(engine.generate(request)) as events:
                     async for event in events:
                         merged.put_nowait(ChoiceEvent(index, event))
             except Exception as exc:

@@ -1,0 +1,128 @@
+"""POST /v1/embeddings: OpenAI's embeddings API, served by the local all-MiniLM-L6-v2.
+
+Choices where OpenAI's API meets a small local model:
+- `input` is text: a string or up to 2048 non-empty strings. Token arrays are refused (400):
+  clients tokenize with OpenAI's tokenizer, whose ids mean nothing to this model.
+- Texts longer than 256 tokens are truncated (as sentence-transformers does); usage counts
+  the tokens the model read.
+- `dimensions` may only be 384: MiniLM was not trained to be shortened.
+- `encoding_format` "base64" is little-endian float32, as OpenAI sends it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Literal
+
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from inhouse.api.deps import app_state, require_api_key
+from inhouse.embeddings.service import Embedded, EmbeddingService
+from inhouse.errors import InhouseError, InvalidRequest
+
+MAX_INPUTS = 2048
+
+router = APIRouter(dependencies=[Depends(require_api_key)])
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    input: Any  # checked by input_texts, which words its errors better than a union would
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: StrictInt | None = None
+    user: str | None = None
+
+
+@router.post("/v1/embeddings", response_model=None)
+async def create_embeddings(body: EmbeddingRequest, request: Request) -> Response:
+    service: EmbeddingService = request.app.state.embeddings
+    model = service.resolve_model(body.model)
+    texts = input_texts(body.input)
+    check_dimensions(body.dimensions, service.dimensions)
+    metrics = app_state(request).metrics
+    tracker = metrics.track("embeddings")
+    try:
+        result = await service.embed(texts)
+    except InhouseError as exc:
+        tracker.done(exc.status)
+        raise
+    tracker.done(200)
+    metrics.tokens.labels("embedding").inc(sum(result.token_counts))
+    content = await anyio.to_thread.run_sync(render, result, model, body.encoding_format)
+    return Response(content, media_type="application/json")
+
+
+def input_texts(value: Any) -> list[str]:
+    """The texts of a request's `input`; InvalidRequest naming the problem otherwise."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise InvalidRequest(
+            "'input' must be a string or an array of strings.", param="input", code="invalid_value"
+        )
+    if not value:
+        raise InvalidRequest("'input' must not be an empty array.", param="input")
+    if len(value) > MAX_INPUTS:
+        raise InvalidRequest(
+            f"'input' holds {len(value)} items; at most {MAX_INPUTS} are allowed per request.",
+            param="input",
+        )
+    for i, item in enumerate(value):
+        _check_item(i, item)
+    return value
+
+
+def _check_item(index: int, item: Any) -> None:
+    where = f"'input[{index}]'"
+    if type(item) is int or isinstance(item, list):
+        array = where if isinstance(item, list) else "'input'"
+        raise InvalidRequest(
+            f"{array} is a token array; this server embeds text only: send strings. (LangChain's "
+            "OpenAIEmbeddings: set check_embedding_ctx_length=False.)",
+            param="input",
+        )
+    if not isinstance(item, str):
+        raise InvalidRequest(f"{where} must be a string.", param="input", code="invalid_value")
+    if not item:
+        raise InvalidRequest(f"{where} is an empty string; it has nothing to embed.", param="input")
+
+
+def check_dimensions(requested: int | None, dimensions: int) -> None:
+    """Accept no `dimensions` or the model's own; anything else is an InvalidRequest."""
+    if requested is not None and requested != dimensions:
+        raise InvalidRequest(
+            f"This model's vectors have {dimensions} dimensions and it was not trained to be "
+            f"shortened: 'dimensions' may only be {dimensions}.",
+            param="dimensions",
+        )
+
+
+def render(result: Embedded, model: str, encoding_format: str) -> bytes:
+    """The response body: one embedding per input, in input order, and the usage."""
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode(vector, encoding_format)}
+        for i, vector in enumerate(result.vectors)
+    ]
+    tokens = sum(result.token_counts)
+    body = {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _encode(vector: npt.NDArray[np.float32], encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    values: list[float] = vector.tolist()
+    return values

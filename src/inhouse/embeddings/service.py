@@ -1,0 +1,103 @@
+"""The app's embedding model: loaded on first use, run off the event loop, one batch at a time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+
+from inhouse.config import EmbeddingsSettings
+from inhouse.errors import InvalidRequest, ModelNotFound
+
+from .minilm import MiniLMEmbedder
+
+MODEL_NAME = MiniLMEmbedder.name
+# Names a client may use for the model, compared case-insensitively: ours and its HF name.
+ALIASES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
+
+
+class Embedder(Protocol):
+    """What the service needs of a model (MiniLMEmbedder, or a test's own)."""
+
+    name: str
+    dimensions: int
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: npt.NDArray[np.float32]
+    token_counts: list[int]
+
+
+class EmbeddingService:
+    """Lazily built embedder shared by all requests; calls never overlap (one CPU-bound job)."""
+
+    def __init__(
+        self, settings: EmbeddingsSettings, factory: Callable[[], Embedder] | None = None
+    ) -> None:
+        self.settings = settings
+        self._factory = factory or (
+            lambda: MiniLMEmbedder(threads=settings.threads, batch_size=settings.batch_size)
+        )
+        self._embedder: Embedder | None = None
+        self._load_lock = threading.Lock()
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def dimensions(self) -> int:
+        return MiniLMEmbedder.dimensions
+
+    def resolve_model(self, name: str) -> str:
+        """The served model's name for `name`; ModelNotFound if unknown or embeddings are off."""
+        if not self.settings.enabled:
+            raise ModelNotFound(
+                f"The model '{name}' does not exist: embeddings are turned off on this server "
+                "(setting embeddings.enabled).",
+                param="model",
+            )
+        if name.lower() not in ALIASES:
+            raise ModelNotFound(
+                f"The model '{name}' does not exist; this server embeds with '{MODEL_NAME}'.",
+                param="model",
+            )
+        return MODEL_NAME
+
+    def embedder(self) -> Embedder:
+        """The embedder, built on first call (blocking: call from a worker thread)."""
+        with self._load_lock:
+            if self._embedder is None:
+                self._embedder = self._factory()
+            return self._embedder
+
+    async def embed(self, texts: Sequence[str]) -> Embedded:
+        """Vectors for `texts`, in a worker thread once earlier requests are done.
+
+        InvalidRequest (nothing computed) when the texts hold more than
+        settings.max_request_tokens tokens.
+        """
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(self._embed_sync, texts, limiter=self._limiter)
+
+    def _embed_sync(self, texts: Sequence[str]) -> Embedded:
+        embedder = self.embedder()
+        counts = embedder.count_tokens(texts)
+        limit = self.settings.max_request_tokens
+        if sum(counts) > limit:
+            raise InvalidRequest(
+                f"The input holds {sum(counts)} tokens; this server embeds at most {limit} "
+                "tokens per request: send fewer or shorter texts.",
+                param="input",
+                code="max_tokens_per_request",
+            )
+        return Embedded(embedder.embed(texts), counts)

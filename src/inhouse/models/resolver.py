@@ -1,0 +1,68 @@
+"""Model names -> what to load. The model store implements this; so does a single model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from inhouse.engine.pool import ModelSpec
+from inhouse.errors import ModelNotFound
+from inhouse.models.store import ModelStore
+
+
+class ModelResolver(Protocol):
+    def resolve(self, name: str) -> ModelSpec:
+        """The spec a name or alias stands for; ModelNotFound if none."""
+        ...
+
+    def names(self) -> list[str]:
+        """Every name a client may call (models and aliases)."""
+        ...
+
+    def default(self) -> ModelSpec:
+        """The model loaded at startup and never unloaded for idleness."""
+        ...
+
+
+class SingleModel:
+    """One model under one name: `inhouse serve --model file.gguf`, and tests."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.spec = ModelSpec(name=name, path=path, pinned=True)
+
+    def resolve(self, name: str) -> ModelSpec:
+        if name != self.spec.name:
+            raise ModelNotFound(
+                f"The model '{name}' does not exist; this server has '{self.spec.name}'.",
+                param="model",
+            )
+        return self.spec
+
+    def names(self) -> list[str]:
+        return [self.spec.name]
+
+    def default(self) -> ModelSpec:
+        return self.spec
+
+
+class StoreResolver:
+    """Names and aliases from the model store, read fresh so imports show up at once."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self.store = store
+        self._default = store.ensure_default()
+
+    def resolve(self, name: str) -> ModelSpec:
+        record = self.store.resolve(name)
+        return ModelSpec(
+            name=record.name,
+            path=record.path,
+            adapters=tuple((a.path, a.scale) for a in record.adapters),
+            pinned=record.builtin,
+        )
+
+    def names(self) -> list[str]:
+        return self.store.names()
+
+    def default(self) -> ModelSpec:
+        return self.resolve(self._default.name)
