@@ -221,3 +221,16 @@ def test_missing_model_package_is_a_503_naming_it(served: Served) -> None:
         response = post(served, {"model": MODEL, "input": "x"})
         assert_openai_error(response, 503, "embeddings_unavailable")
         assert "pip install x" in response.json()["error"]["message"]
+
+
+def test_a_gguf_model_embeds_when_asked_for_by_name(real_server: Served) -> None:
+    client = openai.OpenAI(base_url=real_server.v1, api_key=real_server.key, max_retries=0)
+    texts = ["The cat sat on the mat.", "A kitten rests on a rug.", "Stock markets fell today."]
+    reply = client.embeddings.create(model="smollm2", input=texts)
+    assert reply.model == "smollm2"
+    vectors = np.array([d.embedding for d in reply.data])
+    assert vectors.shape == (3, 576)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    similar, unrelated = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
+    assert similar > unrelated
+    assert reply.usage.prompt_tokens > 10

@@ -155,6 +155,16 @@ CASES: dict[str, tuple[dict[str, Any], list[str], list[str]]] = {
         ["[true, false]"],
         ["[1]"],
     ),
+    "integer range": (
+        {"type": "integer", "minimum": -20, "maximum": 150},
+        ["-20", "0", "7", "150"],
+        ["151", "-21", "1.0", "007"],
+    ),
+    "fraction": (
+        {"type": "number", "minimum": 0, "maximum": 1},
+        ["0.75", "1", "0"],
+        ["1.5", "-0.1"],
+    ),
     "nullable": ({"type": ["string", "null"]}, ['"x"', "null"], ["1"]),
     "number": (
         {"type": "number"},

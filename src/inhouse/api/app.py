@@ -20,7 +20,7 @@ from inhouse.api.openai import chat, completions, embeddings, models
 from inhouse.api.openai.serving import Serving
 from inhouse.auth.admin_key import AdminKeyStore, KeyVerifier
 from inhouse.config import Settings
-from inhouse.embeddings.service import EmbeddingService
+from inhouse.embeddings.service import EmbeddingService, GGUFEmbeddings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.pool import EngineBuilder, ModelPool, ModelSpec
 from inhouse.models.resolver import ModelResolver
@@ -84,6 +84,7 @@ def create_app(
     app = FastAPI(title="inhouse", version=__version__, lifespan=lifespan)
     app.state.inhouse = state
     app.state.embeddings = EmbeddingService(settings.embeddings)
+    app.state.gguf_embeddings = GGUFEmbeddings(settings.embeddings)
     install_error_handlers(app)
     for router in (chat.router, completions.router, embeddings.router, models.router):
         app.include_router(router)

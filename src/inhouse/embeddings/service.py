@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import anyio
@@ -101,3 +102,28 @@ class EmbeddingService:
                 code="max_tokens_per_request",
             )
         return Embedded(embedder.embed(texts), counts)
+
+
+class GGUFEmbeddings:
+    """Embedding services for GGUF models asked for by name, built on first use, LRU-bounded."""
+
+    def __init__(self, settings: EmbeddingsSettings, keep: int = 2) -> None:
+        self.settings = settings
+        self.keep = keep
+        self._services: dict[tuple[str, Path], EmbeddingService] = {}
+
+    def service_for(self, name: str, path: Path) -> EmbeddingService:
+        key = (name, path)
+        service = self._services.pop(key, None)
+        if service is None:
+            service = EmbeddingService(self.settings, factory=lambda: _llama(name, path, self))
+        self._services[key] = service  # most recently used last
+        while len(self._services) > self.keep:
+            del self._services[next(iter(self._services))]
+        return service
+
+
+def _llama(name: str, path: Path, owner: GGUFEmbeddings) -> Embedder:
+    from inhouse.engine.llama_embeddings import LlamaEmbedder
+
+    return LlamaEmbedder(path, name, threads=owner.settings.threads)

@@ -31,6 +31,11 @@ class ModelLoadError(RuntimeError):
     pass
 
 
+def quiet_llama_logs() -> None:
+    ll.llama_log_set(_quiet_log, None)
+    ll.llama_backend_init()
+
+
 class LlamaRunner:
     def __init__(
         self,
@@ -43,8 +48,7 @@ class LlamaRunner:
         n_threads: int = 0,
         adapters: Sequence[tuple[Path, float]] = (),
     ) -> None:
-        ll.llama_log_set(_quiet_log, None)
-        ll.llama_backend_init()
+        quiet_llama_logs()
         self._model = ll.llama_model_load_from_file(
             str(path).encode(), ll.llama_model_default_params()
         )

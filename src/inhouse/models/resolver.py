@@ -7,6 +7,7 @@ from typing import Protocol
 
 from inhouse.engine.pool import ModelSpec
 from inhouse.errors import ModelNotFound
+from inhouse.models.manifest import MANIFEST
 from inhouse.models.store import ModelStore
 
 
@@ -46,20 +47,34 @@ class SingleModel:
 
 
 class StoreResolver:
-    """Names and aliases from the model store, read fresh so imports show up at once."""
+    """Names and aliases from the model store; a change to the manifest shows up at once."""
 
     def __init__(self, store: ModelStore) -> None:
         self.store = store
         self._default = store.ensure_default()
+        self._specs: dict[str, ModelSpec] = {}
+        self._version: tuple[int, int, int] | None = None
+
+    def _manifest_version(self) -> tuple[int, int, int]:
+        # the manifest is only ever replaced whole (a new inode), so this spots every change
+        st = (self.store.root / MANIFEST).stat()
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def resolve(self, name: str) -> ModelSpec:
-        record = self.store.resolve(name)
-        return ModelSpec(
-            name=record.name,
-            path=record.path,
-            adapters=tuple((a.path, a.scale) for a in record.adapters),
-            pinned=record.builtin,
-        )
+        version = self._manifest_version()
+        if version != self._version:
+            self._specs, self._version = {}, version
+        spec = self._specs.get(name)
+        if spec is None:
+            record = self.store.resolve(name)
+            spec = ModelSpec(
+                name=record.name,
+                path=record.path,
+                adapters=tuple((a.path, a.scale) for a in record.adapters),
+                pinned=record.builtin,
+            )
+            self._specs[name] = spec
+        return spec
 
     def names(self) -> list[str]:
         return self.store.names()

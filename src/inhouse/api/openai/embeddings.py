@@ -23,8 +23,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from inhouse.api.deps import app_state, require_api_key
-from inhouse.embeddings.service import Embedded, EmbeddingService
-from inhouse.errors import InhouseError, InvalidRequest
+from inhouse.embeddings.service import Embedded, EmbeddingService, GGUFEmbeddings
+from inhouse.errors import InhouseError, InvalidRequest, ModelNotFound
 
 MAX_INPUTS = 2048
 
@@ -43,14 +43,13 @@ class EmbeddingRequest(BaseModel):
 
 @router.post("/v1/embeddings", response_model=None)
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> Response:
-    service: EmbeddingService = request.app.state.embeddings
-    model = service.resolve_model(body.model)
+    service, model = _service_for(body.model, request)
     texts = input_texts(body.input)
-    check_dimensions(body.dimensions, service.dimensions)
     metrics = app_state(request).metrics
     tracker = metrics.track("embeddings")
     try:
         result = await service.embed(texts)
+        check_dimensions(body.dimensions, int(result.vectors.shape[1]))
     except InhouseError as exc:
         tracker.done(exc.status)
         raise
@@ -58,6 +57,23 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> Respons
     metrics.tokens.labels("embedding").inc(sum(result.token_counts))
     content = await anyio.to_thread.run_sync(render, result, model, body.encoding_format)
     return Response(content, media_type="application/json")
+
+
+def _service_for(name: str, request: Request) -> tuple[EmbeddingService, str]:
+    """The sentence embedder, or a GGUF model of the store asked for by its name or alias."""
+    service: EmbeddingService = request.app.state.embeddings
+    try:
+        return service, service.resolve_model(name)
+    except ModelNotFound:
+        if not service.settings.enabled:
+            raise
+        try:
+            spec = app_state(request).serving.resolver.resolve(name)
+        except ModelNotFound:
+            service.resolve_model(name)  # the embedder's own message says what exists
+            raise
+    gguf: GGUFEmbeddings = request.app.state.gguf_embeddings
+    return gguf.service_for(spec.name, spec.path), spec.name
 
 
 def input_texts(value: Any) -> list[str]:
