@@ -56,7 +56,7 @@ def write_tiny_llama(
     """A loadable llama GGUF with random weights and the tokenizer of `base` (default: SmolLM2).
 
     The output projection is tied to the F16 token embedding (no `output.weight`), which keeps
-    the file at about 6 MB for SmolLM2's 49152-token vocabulary.
+    the file at about 8 MB with SmolLM2's 49152-token vocabulary and merges.
     """
     tokenizer = tokenizer_metadata(base or default_model_path())
     n_vocab = next(len(v) for k, v, _, _ in tokenizer if k == "tokenizer.ggml.tokens")
@@ -84,12 +84,13 @@ def write_tiny_llama(
 
 
 def _tiny_tensors(shape: TinyShape, n_vocab: int, seed: int) -> list[tuple[str, np.ndarray]]:
-    """Numpy-shaped (rows = outputs, columns = inputs) weights; norms F32, matrices F32."""
+    """Weights in numpy shape (rows = outputs); F32 norms and matrices, an F16 embedding."""
     rng = np.random.default_rng(seed)
     kv_width = shape.n_head_kv * shape.head_dim
 
     def matrix(rows: int, cols: int) -> np.ndarray:
-        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
+        weights: np.ndarray = rng.standard_normal((rows, cols)) / np.sqrt(cols)
+        return weights.astype(np.float32)
 
     def norm() -> np.ndarray:
         return np.ones(shape.n_embd, dtype=np.float32)

@@ -8,6 +8,7 @@ driven by the official openai client while the admin keeps changing the store.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from tests.model_files import write_smollm2_lora, write_tiny_llama
 NAMES = ("smollm2", "tiny", "smollm2-tuned", "assistant")
 PROMPT = "What is the capital of France?"
 KV_CELLS = "1024"  # small KV pools: several models fit in a test machine's memory
+# one thread per engine (the last --threads wins): engines of several models share the cores
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,7 @@ def running(home: Path, **env: str) -> Iterator[Process]:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        served = start_server(home, "--kv-cells", KV_CELLS)
+        served = start_server(home, "--kv-cells", KV_CELLS, "--threads", "1")
     try:
         yield served
     finally:
@@ -77,8 +79,18 @@ def running(home: Path, **env: str) -> Iterator[Process]:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, files: tuple[Path, Path]) -> Path:
-    return make_home(tmp_path_factory.mktemp("side-by-side") / "home", files)
+def pristine(tmp_path_factory: pytest.TempPathFactory, files: tuple[Path, Path]) -> Path:
+    """A home set up once by the admin and never served: each server gets its own copy."""
+    return make_home(tmp_path_factory.mktemp("pristine") / "home", files)
+
+
+def copy_home(pristine: Path, folder: Path) -> Path:
+    return Path(shutil.copytree(pristine, folder / "home"))
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, pristine: Path) -> Path:
+    return copy_home(pristine, tmp_path_factory.mktemp("side-by-side"))
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +183,10 @@ def test_a_model_removed_while_serving_is_not_found(
     ask(client, "tiny")  # the same file under another name is untouched
 
 
-def test_a_tight_memory_budget_keeps_the_most_recently_used(
-    files: tuple[Path, Path], tmp_path: Path
-) -> None:
+def test_a_tight_memory_budget_keeps_the_most_recently_used(pristine: Path, tmp_path: Path) -> None:
     # fits smollm2 (or its adapter set) plus tiny, never smollm2 plus smollm2-tuned
     budget_mb = 160
-    home = make_home(tmp_path / "home", files)
+    home = copy_home(pristine, tmp_path)
     with running(home, INHOUSE_ENGINE__MEMORY_BUDGET_MB=str(budget_mb)) as served:
         client = client_of(served)
         tuned = ask(client, "smollm2-tuned")
@@ -199,10 +209,8 @@ def _sizes(served: Process) -> dict[str, int]:
     return {m["model"]: m["size"] for m in ps.json()["models"]}
 
 
-def test_an_idle_model_is_unloaded_after_keep_alive(
-    files: tuple[Path, Path], tmp_path: Path
-) -> None:
-    home = make_home(tmp_path / "home", files)
+def test_an_idle_model_is_unloaded_after_keep_alive(pristine: Path, tmp_path: Path) -> None:
+    home = copy_home(pristine, tmp_path)
     with running(home, INHOUSE_ENGINE__KEEP_ALIVE_S="1") as served:
         client = client_of(served)
         ask(client, "tiny")

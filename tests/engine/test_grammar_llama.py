@@ -251,13 +251,12 @@ def runner() -> Iterator[LlamaRunner]:
     llama.close()
 
 
-def generate(runner: LlamaRunner, prompts: list[str], grammar: str, **params: Any) -> Harness:
-    """All prompts, under each of the sampling settings in `params["settings"]`, in one batch."""
+def generate(runner: LlamaRunner, runs: list[tuple[str, dict[str, Any]]], grammar: str) -> Harness:
+    """Each (prompt, sampling settings) under `grammar`, all in one batch."""
     runner.execute(StepPlan(clear_slots=list(range(12))))
     h = Harness(runner, Scheduler(kv_cells=4096, max_running=12, n_batch=256, cache_slots=0))
-    for s, setting in enumerate(params["settings"]):
-        for i, prompt in enumerate(prompts):
-            h.submit(f"{s}-{i}", CHAT.format(prompt), max_tokens=200, grammar=grammar, **setting)
+    for i, (prompt, settings) in enumerate(runs):
+        h.submit(str(i), CHAT.format(prompt), max_tokens=160, grammar=grammar, **settings)
     h.run()
     return h
 
@@ -291,7 +290,8 @@ def test_large_bounds_still_compile(checker: GrammarChecker) -> None:
     assert checker.compile(schema_to_grammar(schema))
 
 
-SETTINGS = [{"temperature": 0.0}, {"temperature": 1.0, "seed": 1}, {"temperature": 1.0, "seed": 2}]
+GREEDY: dict[str, Any] = {"temperature": 0.0}
+SAMPLED: dict[str, Any] = {"temperature": 1.0, "seed": 1}
 
 
 def test_the_model_writes_valid_json_for_a_schema_and_ends(runner: LlamaRunner) -> None:
@@ -300,19 +300,24 @@ def test_the_model_writes_valid_json_for_a_schema_and_ends(runner: LlamaRunner) 
         "Make up an admin user.",
         "Bob is 45 and lives in Berlin.",
     ]
-    h = generate(runner, prompts, schema_to_grammar(PERSON), settings=SETTINGS)
-    for s in range(len(SETTINGS)):
-        for i in range(len(prompts)):
-            final = h.final(f"{s}-{i}")
-            assert final.finish_reason is FinishReason.STOP, h.text(f"{s}-{i}")
-            value = validate_output(h.text(f"{s}-{i}"), PERSON)
-            assert value["role"] in ("admin", "user", "guest")
+    runs = [(p, settings) for settings in (GREEDY, SAMPLED) for p in prompts]
+    h = generate(runner, runs, schema_to_grammar(PERSON))
+    for i in range(len(runs)):
+        assert h.final(str(i)).finish_reason is FinishReason.STOP, h.text(str(i))
+        value = validate_output(h.text(str(i)), PERSON)
+        assert value["role"] in ("admin", "user", "guest")
 
 
 def test_the_model_writes_a_json_object_in_json_mode(runner: LlamaRunner) -> None:
-    prompts = ["Make up an admin user.", "Bob is 45 and lives in Berlin."]
-    h = generate(runner, prompts, JSON_OBJECT_GRAMMAR, settings=SETTINGS[:2])
-    for s in range(2):
-        for i in range(len(prompts)):
-            assert h.final(f"{s}-{i}").finish_reason is FinishReason.STOP
-            assert isinstance(validate_output(h.text(f"{s}-{i}"), None), dict)
+    prompts = [
+        'What is the capital of France? Answer as {"capital": ...}.',
+        "Give the name and age of a fictional person.",
+        "Make up an admin user.",
+        "List two colors under the key colors.",
+    ]
+    runs = [(p, GREEDY) for p in prompts] + [(prompts[1], SAMPLED), (prompts[3], SAMPLED)]
+    h = generate(runner, runs, JSON_OBJECT_GRAMMAR)
+    assert validate_output(h.text("0"), None) == {"capital": "Paris"}
+    for i in range(len(runs)):
+        assert h.final(str(i)).finish_reason is FinishReason.STOP, h.text(str(i))
+        assert isinstance(validate_output(h.text(str(i)), None), dict)

@@ -23,7 +23,11 @@ def _help(section: type[ServerSettings | EngineSettings | AuthSettings], name: s
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML settings file (sections: server, engine, auth)."),
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML settings file (sections: server, engine, auth, models, embeddings).",
+    ),
 ]
 HomeOpt = Annotated[
     Path | None,

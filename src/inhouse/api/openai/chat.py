@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,14 +10,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from inhouse.api.deps import app_state, require_api_key
 from inhouse.api.metrics import RequestTracker
-from inhouse.errors import InhouseError
 
 from .results import (
-    DONE,
     UsageCounter,
     chat_logprobs,
-    collect,
+    collect_tracked,
     finish_reason,
+    guarded_sse,
+    response_meta,
     sse,
     tracked,
 )
@@ -35,22 +33,11 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     state = app_state(request)
     prepared = await state.serving.prepare_chat(body)
     tracker = state.metrics.track("chat")
-    meta = {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "created": int(time.time()),
-        "model": body.model,
-        "system_fingerprint": state.fingerprint,
-    }
+    meta = response_meta("chatcmpl", body.model, state.fingerprint)
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _stream(prepared, tracker, meta, include_usage)
-        return StreamingResponse(chunks, media_type="text/event-stream")
-    try:
-        result = await collect(tracked(prepared, tracker), prepared)
-    except InhouseError as exc:
-        tracker.done(exc.status)
-        raise
-    tracker.done(200)
+        chunks = _stream(prepared, tracker, meta, body.include_usage())
+        return StreamingResponse(guarded_sse(chunks, tracker), media_type="text/event-stream")
+    result = await collect_tracked(prepared, tracker)
     choices = []
     for i, c in enumerate(result.choices):
         message = _message("".join(c.text), prepared.tools)
@@ -101,31 +88,23 @@ async def _stream(
 
     counter = UsageCounter(prepared, len(prepared.choices) // len(prepared.prompt_texts))
     parsers = [ToolCallParser(prepared.tools) for _ in prepared.choices]
-    status = 200
-    try:
-        for i in range(len(prepared.choices)):
-            yield chunk(i, {"role": "assistant", "content": ""})
-        async for item in tracked(prepared, tracker):
-            event, parser = item.event, parsers[item.index]
-            counter.add(item)
-            reason = finish_reason(event)
-            text, calls = parser.feed(event.text) if prepared.tools.active else (event.text, [])
-            if reason is not None and prepared.tools.active:
-                rest, last = parser.finish()
-                text, calls = text + rest, calls + last
-            if text or event.logprobs:
-                logprobs = chat_logprobs(list(event.logprobs)) if event.logprobs else None
-                yield chunk(item.index, {"content": text}, logprobs=logprobs)
-            for data in tool_chunks(item.index, calls, parser):
-                yield data
-            if reason is not None:
-                reason = "tool_calls" if parser.calls else reason
-                yield chunk(item.index, {}, finish_reason=reason)
-        if include_usage:
-            yield sse({**base, "choices": [], "usage": counter.usage()})
-    except InhouseError as exc:
-        status = exc.status
-        yield sse({"error": {"message": exc.message, "type": exc.type, "code": exc.code}})
-    finally:
-        tracker.done(status)
-    yield DONE
+    for i in range(len(prepared.choices)):
+        yield chunk(i, {"role": "assistant", "content": ""})
+    async for item in tracked(prepared, tracker):
+        event, parser = item.event, parsers[item.index]
+        counter.add(item)
+        reason = finish_reason(event)
+        text, calls = parser.feed(event.text) if prepared.tools.active else (event.text, [])
+        if reason is not None and prepared.tools.active:
+            rest, last = parser.finish()
+            text, calls = text + rest, calls + last
+        if text or event.logprobs:
+            logprobs = chat_logprobs(list(event.logprobs)) if event.logprobs else None
+            yield chunk(item.index, {"content": text}, logprobs=logprobs)
+        for data in tool_chunks(item.index, calls, parser):
+            yield data
+        if reason is not None:
+            reason = "tool_calls" if parser.calls else reason
+            yield chunk(item.index, {}, finish_reason=reason)
+    if include_usage:
+        yield sse({**base, "choices": [], "usage": counter.usage()})

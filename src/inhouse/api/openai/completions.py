@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,14 +10,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from inhouse.api.deps import app_state, require_api_key
 from inhouse.api.metrics import RequestTracker
-from inhouse.errors import InhouseError
 
 from .results import (
-    DONE,
     UsageCounter,
-    collect,
+    collect_tracked,
     completion_logprobs,
     finish_reason,
+    guarded_sse,
+    response_meta,
     sse,
     tracked,
 )
@@ -34,23 +32,11 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
     state = app_state(request)
     prepared = await state.serving.prepare_completion(body)
     tracker = state.metrics.track("completions")
-    meta = {
-        "id": f"cmpl-{uuid.uuid4().hex}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": body.model,
-        "system_fingerprint": state.fingerprint,
-    }
+    meta = {**response_meta("cmpl", body.model, state.fingerprint), "object": "text_completion"}
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _stream(prepared, tracker, meta, body, include_usage)
-        return StreamingResponse(chunks, media_type="text/event-stream")
-    try:
-        result = await collect(tracked(prepared, tracker), prepared)
-    except InhouseError as exc:
-        tracker.done(exc.status)
-        raise
-    tracker.done(200)
+        chunks = _stream(prepared, tracker, meta, body)
+        return StreamingResponse(guarded_sse(chunks, tracker), media_type="text/event-stream")
+    result = await collect_tracked(prepared, tracker)
     choices = []
     for i, c in enumerate(result.choices):
         prefix = _prompt_of(prepared, body, i) if body.echo else ""
@@ -76,8 +62,8 @@ async def _stream(
     tracker: RequestTracker,
     meta: dict[str, Any],
     body: CompletionRequest,
-    include_usage: bool,
 ) -> AsyncIterator[bytes]:
+    include_usage = body.include_usage()
     base = {**meta, "usage": None} if include_usage else meta
     offsets = [0] * len(prepared.choices)
 
@@ -86,26 +72,18 @@ async def _stream(
         return sse({**base, "choices": [choice]})
 
     counter = UsageCounter(prepared, body.n)
-    status = 200
-    try:
-        if body.echo:
-            for i in range(len(prepared.choices)):
-                yield chunk(i, _prompt_of(prepared, body, i))
-        async for item in tracked(prepared, tracker):
-            event = item.event
-            counter.add(item)
-            reason = finish_reason(event)
-            logprobs = None
-            if body.logprobs is not None and event.logprobs:
-                logprobs = completion_logprobs(list(event.logprobs), offsets[item.index])
-            offsets[item.index] += len(event.text)
-            if event.text or logprobs or reason:
-                yield chunk(item.index, event.text, logprobs, reason)
-        if include_usage:
-            yield sse({**base, "choices": [], "usage": counter.usage()})
-    except InhouseError as exc:
-        status = exc.status
-        yield sse({"error": {"message": exc.message, "type": exc.type, "code": exc.code}})
-    finally:
-        tracker.done(status)
-    yield DONE
+    if body.echo:
+        for i in range(len(prepared.choices)):
+            yield chunk(i, _prompt_of(prepared, body, i))
+    async for item in tracked(prepared, tracker):
+        event = item.event
+        counter.add(item)
+        reason = finish_reason(event)
+        logprobs = None
+        if body.logprobs is not None and event.logprobs:
+            logprobs = completion_logprobs(list(event.logprobs), offsets[item.index])
+        offsets[item.index] += len(event.text)
+        if event.text or logprobs or reason:
+            yield chunk(item.index, event.text, logprobs, reason)
+    if include_usage:
+        yield sse({**base, "choices": [], "usage": counter.usage()})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,3 +135,39 @@ async def tracked(prepared: Prepared, tracker: RequestTracker) -> AsyncIterator[
     async for item in Serving.run(prepared):
         tracker.on_event(item.event)
         yield item
+
+
+def response_meta(id_prefix: str, model: str, fingerprint: str) -> dict[str, Any]:
+    return {
+        "id": f"{id_prefix}-{uuid.uuid4().hex}",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": fingerprint,
+    }
+
+
+async def collect_tracked(prepared: Prepared, tracker: RequestTracker) -> Collected:
+    """Every choice's whole output (non-streaming), with the request's status recorded."""
+    try:
+        result = await collect(tracked(prepared, tracker), prepared)
+    except InhouseError as exc:
+        tracker.done(exc.status)
+        raise
+    tracker.done(200)
+    return result
+
+
+async def guarded_sse(
+    chunks: AsyncIterator[bytes], tracker: RequestTracker
+) -> AsyncIterator[bytes]:
+    """SSE framing around a stream: a failure becomes an error event; always ends in [DONE]."""
+    status = 200
+    try:
+        async for data in chunks:
+            yield data
+    except InhouseError as exc:
+        status = exc.status
+        yield sse({"error": {"message": exc.message, "type": exc.type, "code": exc.code}})
+    finally:
+        tracker.done(status)
+    yield DONE

@@ -107,6 +107,9 @@ class SamplingFields(BaseModel):
     min_p: Probability = 0.0
     repetition_penalty: Annotated[float, Field(gt=0.0, le=10.0, allow_inf_nan=False)] = 1.0
 
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
     def stop_list(self) -> list[str]:
         if self.stop is None:
             return []
