@@ -26,8 +26,9 @@ from tests.model_files import write_smollm2_lora, write_tiny_llama
 
 NAMES = ("smollm2", "tiny", "smollm2-tuned", "assistant")
 PROMPT = "What is the capital of France?"
-KV_CELLS = "1024"  # small KV pools: several models fit in a test machine's memory
-# one thread per engine (the last --threads wins): engines of several models share the cores
+# small KV pools, so that several models fit in a test machine's memory; one thread per engine
+# (the last --threads wins), as the engines of several models share the cores
+SERVE_ARGS = ("--kv-cells", "1024", "--threads", "1")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def running(home: Path, **env: str) -> Iterator[Process]:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        served = start_server(home, "--kv-cells", KV_CELLS, "--threads", "1")
+        served = start_server(home, *SERVE_ARGS)
     try:
         yield served
     finally:

@@ -165,6 +165,15 @@ CASES: dict[str, tuple[dict[str, Any], list[str], list[str]]] = {
         ["0.75", "1", "0"],
         ["1.5", "-0.1"],
     ),
+    "odd keys": (
+        {
+            "type": "object",
+            "properties": {'a"b': {"const": "é\n"}, "ü": {"type": "boolean"}},
+            "required": ['a"b'],
+        },
+        ['{"a\\"b": "é\\n"}', '{"a\\"b":"é\\n","ü":true}'],
+        ['{"ab": "é\\n"}', '{"a\\"b": "é"}'],
+    ),
     "nullable": ({"type": ["string", "null"]}, ['"x"', "null"], ["1"]),
     "number": (
         {"type": "number"},
