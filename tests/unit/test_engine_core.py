@@ -168,3 +168,44 @@ def test_multibyte_characters_split_across_tokens_are_never_sent_broken(script: 
     pieces = [e.text for e in h.events]
     assert "".join(pieces) == script.decode()
     assert all("\ufffd" not in p for p in pieces)
+
+
+def test_a_repeated_prompt_reuses_all_of_it_even_after_forking() -> None:
+    h = make()
+    system = "You are a helpful assistant. "
+    h.submit("a", system + "Question A?", max_tokens=4)
+    h.run()
+    h.submit("b", system + "Question B?", max_tokens=4)
+    h.run()
+    h.submit("b-again", system + "Question B?", max_tokens=4)
+    h.run()
+    again = h.final("b-again")
+    assert again.cached_tokens == again.prompt_tokens - 1
+    assert h.text("b-again") == h.text("b")
+
+
+def test_the_cache_accounts_for_every_kv_cell_under_random_load() -> None:
+    import random
+
+    rng = random.Random(7)
+    h = make(kv_cells=600, cache_slots=4, max_running=6, n_batch=64)
+    prefixes = ["sys one. ", "sys two is longer. ", ""]
+    for i in range(60):
+        prompt = rng.choice(prefixes) + rng.choice(["q", "question ", "another q "]) * rng.randint(
+            1, 4
+        )
+        h.submit(f"r{i}", prompt, max_tokens=rng.randint(1, 40))
+        for _ in range(rng.randint(0, 6)):
+            h.core.poll(block=False)
+            if h.scheduler.has_work():
+                h.core.step()
+    h.run()
+    for i in range(60):
+        final = h.final(f"r{i}")
+        assert h.text(f"r{i}") == ("hello world " * 4)[: final.completion_tokens]
+    # what the scheduler believes is in use is exactly what the KV memory holds
+    assert h.scheduler.used_cells == h.runner.used_cells()
+    assert all(
+        entry.refs == sum(1 for e in h.scheduler.cache if e.parent is entry)
+        for entry in h.scheduler.cache
+    )

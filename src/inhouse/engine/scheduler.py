@@ -29,12 +29,22 @@ class SeqStatus(enum.Enum):
 
 @dataclass(eq=False)
 class CacheEntry:
-    """KV cells of a finished sequence, kept in `slot` for prefix reuse."""
+    """KV cells of a finished sequence, kept in `slot` for prefix reuse.
+
+    Entries form a tree: an entry that was forked from another shares its first
+    `shared_len` cells with that parent, which stays pinned while the child lives.
+    """
 
     slot: int
     tokens: tuple[int, ...]
     last_used: int
-    refs: int = 0  # running sequences that share this entry's cells
+    refs: int = 0  # running sequences and child entries that share this entry's cells
+    parent: CacheEntry | None = None
+    shared_len: int = 0
+
+    @property
+    def own_cells(self) -> int:
+        return len(self.tokens) - self.shared_len
 
 
 @dataclass(eq=False)
@@ -136,7 +146,7 @@ class Scheduler:
 
     @property
     def used_cells(self) -> int:
-        cached = sum(len(e.tokens) for e in self.cache)
+        cached = sum(e.own_cells for e in self.cache)
         return cached + sum(s.own_cells for s in self.running) + self._planned
 
     @property
@@ -272,6 +282,8 @@ class Scheduler:
             return False
         victim = min(idle, key=lambda e: e.last_used)
         self.cache.remove(victim)
+        if victim.parent is not None:
+            victim.parent.refs -= 1
         plan.clear_slots.append(victim.slot)
         self._free_slots.append(victim.slot)
         return True
@@ -318,25 +330,31 @@ class Scheduler:
         tokens = tuple(seq.tokens[: seq.num_computed])
         if self.cache_slots == 0 or seq.num_computed == 0:
             self._drop_kv(seq, self._clear)
-        elif parent is None:
-            self._keep_as_entry(seq, tokens)
-        elif parent.refs == 1 and seq.shared_len == len(parent.tokens):
-            # seq extends its parent and nobody else shares the parent: seq replaces it
+            return
+        if parent is not None and parent.refs == 1 and seq.shared_len == len(parent.tokens):
+            # seq extends its parent and nobody else shares the parent: seq replaces it,
+            # taking over the parent's own place in the tree
             self.cache.remove(parent)
             self._clear.append(parent.slot)
             self._free_slots.append(parent.slot)
-            seq.parent, seq.shared_len = None, 0
-            self._keep_as_entry(seq, tokens)
-        else:
-            self._drop_kv(seq, self._clear)
+            seq.parent, seq.shared_len = parent.parent, parent.shared_len
+        self._keep_as_entry(seq, tokens)
 
     def _keep_as_entry(self, seq: Sequence, tokens: tuple[int, ...]) -> None:
+        """seq's cells become an entry; its reference on its parent passes to the entry."""
         assert seq.slot is not None
         if len(self.cache) >= self.cache_slots and not self._evict_one_into(self._clear):
             self._drop_kv(seq, self._clear)
             return
-        self.cache.append(CacheEntry(slot=seq.slot, tokens=tokens, last_used=self._clock))
-        seq.slot, seq.num_computed = None, 0
+        entry = CacheEntry(
+            slot=seq.slot,
+            tokens=tokens,
+            last_used=self._clock,
+            parent=seq.parent,
+            shared_len=seq.shared_len,
+        )
+        self.cache.append(entry)
+        seq.slot, seq.num_computed, seq.parent, seq.shared_len = None, 0, None, 0
 
     def _evict_one_into(self, clear: list[int]) -> bool:
         plan = StepPlan()
