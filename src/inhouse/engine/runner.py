@@ -17,9 +17,8 @@ import numpy as np
 
 from inhouse.engine.backend import ModelInfo, Sampled
 from inhouse.engine.request import SamplingParams, TokenLogprob, TopLogprob
+from inhouse.engine.sampler import SequenceSampler
 from inhouse.engine.scheduler import Chunk, StepPlan
-
-_DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
 
 
 @ll.llama_log_callback  # type: ignore[untyped-decorator]
@@ -163,45 +162,11 @@ class LlamaRunner:
     # ----- sampling -----------------------------------------------------------------------
 
     def new_sampler(self, params: SamplingParams) -> object:
-        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
-
-        def add(sampler: Any) -> None:
-            ll.llama_sampler_chain_add(chain, sampler)
-
-        if params.grammar is not None:
-            grammar = ll.llama_sampler_init_grammar(self._vocab, params.grammar.encode(), b"root")
-            if not grammar:
-                ll.llama_sampler_free(chain)
-                raise ValueError("llama.cpp refused the grammar")
-            add(grammar)
-
-        penalized = params.presence_penalty or params.frequency_penalty
-        if penalized or params.repetition_penalty != 1.0:
-            add(
-                ll.llama_sampler_init_penalties(
-                    self._n_vocab,
-                    min(params.max_tokens, 4096),
-                    params.repetition_penalty,
-                    params.frequency_penalty,
-                    params.presence_penalty,
-                )
-            )
-        if params.temperature == 0.0:
-            add(ll.llama_sampler_init_greedy())
-            return chain
-        if params.top_k > 0:
-            add(ll.llama_sampler_init_top_k(params.top_k))
-        if params.top_p < 1.0:
-            add(ll.llama_sampler_init_top_p(params.top_p, 1))
-        if params.min_p > 0.0:
-            add(ll.llama_sampler_init_min_p(params.min_p, 1))
-        add(ll.llama_sampler_init_temp(params.temperature))
-        seed = _DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
-        add(ll.llama_sampler_init_dist(seed))
-        return chain
+        return SequenceSampler(self._vocab, self._n_vocab, params)
 
     def free_sampler(self, sampler: object) -> None:
-        ll.llama_sampler_free(sampler)
+        assert isinstance(sampler, SequenceSampler)
+        sampler.free()
 
     # ----- the step -----------------------------------------------------------------------
 
@@ -248,7 +213,7 @@ class LlamaRunner:
         return rows
 
     def _sample(self, row: int, chunk: Chunk) -> Sampled:
-        token = int(ll.llama_sampler_sample(chunk.seq.sampler, self._ctx, row))
+        token = chunk.seq.sampler.sample(self._ctx, row)
         top_n = chunk.seq.request.params.top_logprobs
         if top_n is None:
             return Sampled(token)
