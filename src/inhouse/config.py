@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, model_validator, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+
+LLAMA_MAX_SEQUENCES = 256
 
 
 class ServerSettings(BaseModel):
@@ -42,7 +45,7 @@ class EngineSettings(BaseModel):
         16, ge=1, le=128, description="Sequences generating at once (continuous batching)."
     )
     prefix_cache_slots: int = Field(
-        8, ge=0, le=128, description="Finished prompts kept in KV for prefix reuse."
+        32, ge=0, le=200, description="Finished prompts kept in KV for prefix reuse."
     )
     max_queue: int = Field(
         256, ge=0, description="Requests waiting beyond max_running before 503 Overloaded."
@@ -55,6 +58,15 @@ class EngineSettings(BaseModel):
         300.0, ge=0.1, description="A model idle this long is unloaded (not the default one)."
     )
     max_stop: int = Field(16, ge=0, le=64, description="Most stop strings per request.")
+
+    @model_validator(mode="after")
+    def _fits_llama_sequences(self) -> EngineSettings:
+        # every running sequence and every cached prefix is a llama.cpp sequence id
+        if self.max_running + self.prefix_cache_slots > LLAMA_MAX_SEQUENCES:
+            raise ValueError(
+                f"max_running + prefix_cache_slots must be at most {LLAMA_MAX_SEQUENCES}"
+            )
+        return self
 
 
 class ModelsSettings(BaseModel):

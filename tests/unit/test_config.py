@@ -22,3 +22,10 @@ def test_out_of_bounds_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("INHOUSE_ENGINE__MAX_RUNNING", "0")
     with pytest.raises(ValidationError):
         load_settings()
+
+
+def test_more_sequences_than_llama_cpp_has_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INHOUSE_ENGINE__MAX_RUNNING", "128")
+    monkeypatch.setenv("INHOUSE_ENGINE__PREFIX_CACHE_SLOTS", "200")
+    with pytest.raises(ValidationError, match="at most 256"):
+        load_settings()
