@@ -14,20 +14,34 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeGuard
 from urllib.parse import unquote
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, best_match
 
+from inhouse.engine.gbnf import (
+    DIGIT,
+    EMPTY,
+    MAX_REPEAT,
+    PRIMITIVES,
+    Chars,
+    Expr,
+    Lit,
+    Ref,
+    Rep,
+    Seq,
+    alt,
+    check_terminates,
+    opt,
+    render_grammar,
+    seq,
+)
+from inhouse.engine.grammar_regex import Regex
 from inhouse.errors import InvalidSchema
 
 MAX_NODES = 2000  # JSON values in a schema
 MAX_DEPTH = 64  # JSON nesting of a schema
-MAX_REPEAT = 256  # a larger maxLength / maxItems is lowered to this (stricter, still valid)
 MAX_INT_BOUND = 10**15  # integer bounds beyond this are treated as absent
 MAX_GRAMMAR_CHARS = 256_000
 
@@ -49,232 +63,13 @@ _IMPLIED_TYPE = {
 }
 _FORMATS = ("date", "time", "date-time", "uuid")
 
-# Shared rules: name -> (GBNF, the shared rules it uses).
-_DAY31 = '"0" [1-9] | [12] [0-9] | "3" [01]'
-_PRIMITIVES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "ws": (r'([ ] | "\n" [ ]{0,16})?', ()),
-    "char": (r'[^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})', ()),
-    "string": (r'"\"" char* "\""', ("char",)),
-    "boolean": ('"true" | "false"', ()),
-    "null": ('"null"', ()),
-    "natural": ('"0" | [1-9] [0-9]{0,15}', ()),
-    "integer": ('"-"? natural', ("natural",)),
-    "unsigned": ('natural ("." [0-9]{1,15})? ([eE] [-+]? [0-9]{1,2})?', ("natural",)),
-    "number": ('"-"? unsigned', ("unsigned",)),
-    "value": (
-        "object | array | string | number | boolean | null",
-        ("object", "array", "string", "number", "boolean", "null"),
-    ),
-    "member": ('string ":" ws value', ("string", "ws", "value")),
-    "object": ('"{" ws (member ("," ws member)* ws)? "}"', ("ws", "member")),
-    "array": ('"[" ws (value ("," ws value)* ws)? "]"', ("ws", "value")),
-    "date": (
-        f'[0-9]{{4}} "-" (("0" [13578] | "1" [02]) "-" ({_DAY31})'
-        ' | ("0" [469] | "11") "-" ("0" [1-9] | [12] [0-9] | "30")'
-        ' | "02-" ("0" [1-9] | "1" [0-9] | "2" [0-8]))',
-        (),
-    ),
-    "hour": ('[01] [0-9] | "2" [0-3]', ()),
-    "time": (
-        'hour ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? ("Z" | [-+] hour ":" [0-5] [0-9])',
-        ("hour",),
-    ),
-    "date-time": ('date "T" time', ("date", "time")),
-    "uuid": (
-        '[0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" '
-        "[0-9a-fA-F]{12}",
-        (),
-    ),
-}
+
+JSON_OBJECT_GRAMMAR: str = render_grammar({"root": Ref("object")}, {"object"})
+"""Any JSON object."""
 
 
 class InvalidOutput(ValueError):
     """Generated text that does not parse as JSON or does not validate against the schema."""
-
-
-# ----- grammar expressions ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Lit:
-    text: str
-
-
-@dataclass(frozen=True)
-class _Chars:
-    gbnf: str  # a character class written in GBNF, e.g. "[0-9]"
-
-
-@dataclass(frozen=True)
-class _Ref:
-    name: str
-
-
-@dataclass(frozen=True)
-class _Seq:
-    parts: tuple[_Expr, ...]
-
-
-@dataclass(frozen=True)
-class _Alt:
-    options: tuple[_Expr, ...]
-
-
-@dataclass(frozen=True)
-class _Rep:
-    expr: _Expr
-    lo: int
-    hi: int | None
-
-
-_Expr = _Lit | _Chars | _Ref | _Seq | _Alt | _Rep
-_EMPTY = _Seq(())
-_DIGIT = _Chars("[0-9]")
-
-
-def _seq(*parts: _Expr) -> _Expr:
-    """A sequence without empty parts; a single part stands for itself."""
-    kept = tuple(p for p in parts if p != _EMPTY)
-    return kept[0] if len(kept) == 1 else _Seq(kept)
-
-
-def _alt(*options: _Expr) -> _Expr:
-    """Alternatives without duplicates; a single option stands for itself."""
-    kept = tuple(dict.fromkeys(options))
-    return kept[0] if len(kept) == 1 else _Alt(kept)
-
-
-def _opt(expr: _Expr) -> _Expr:
-    return _EMPTY if expr == _EMPTY else _Rep(expr, 0, 1)
-
-
-def _quote(text: str) -> str:
-    """`text` as a GBNF string literal."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _render(expr: _Expr) -> str:
-    """GBNF text of `expr`, usable as the right-hand side of a rule."""
-    if isinstance(expr, _Alt):
-        return " | ".join(_render(o) for o in expr.options)
-    if isinstance(expr, _Seq):
-        return " ".join(_atom(p) if isinstance(p, _Alt) else _render(p) for p in expr.parts) or '""'
-    if isinstance(expr, _Rep):
-        hi = "" if expr.hi is None else str(expr.hi)
-        suffix = {(0, "1"): "?", (0, ""): "*", (1, ""): "+"}.get((expr.lo, hi))
-        if expr.lo == expr.hi:
-            suffix = f"{{{hi}}}"
-        return _atom(expr.expr) + (suffix or f"{{{expr.lo},{hi}}}")
-    if isinstance(expr, _Lit):
-        return _quote(expr.text)
-    return expr.gbnf if isinstance(expr, _Chars) else expr.name
-
-
-def _atom(expr: _Expr) -> str:
-    text = _render(expr)
-    return text if isinstance(expr, _Lit | _Chars | _Ref) else f"({text})"
-
-
-def _render_grammar(rules: dict[str, _Expr], shared: set[str]) -> str:
-    """The grammar text: `root` first, then the other rules, then the shared rules they use."""
-    needed: list[str] = []
-    todo = sorted(shared)
-    while todo:
-        name = todo.pop()
-        if name not in needed:
-            needed.append(name)
-            todo.extend(_PRIMITIVES[name][1])
-    lines = [f"root ::= {_render(rules['root'])}"]
-    lines += [f"{name} ::= {_render(body)}" for name, body in rules.items() if name != "root"]
-    lines += [f"{name} ::= {_PRIMITIVES[name][0]}" for name in sorted(needed)]
-    return "\n".join(lines) + "\n"
-
-
-JSON_OBJECT_GRAMMAR: str = _render_grammar({"root": _Ref("object")}, {"object"})
-
-
-# ----- termination ---------------------------------------------------------------------------
-
-
-def _derives(expr: _Expr, known: set[str], leaf: Callable[[_Lit | _Chars], bool]) -> bool:
-    """Whether `expr` derives a text passing `leaf`, given the rules `known` to do so."""
-    if isinstance(expr, _Ref):
-        return expr.name in known
-    if isinstance(expr, _Seq):
-        return all(_derives(p, known, leaf) for p in expr.parts)
-    if isinstance(expr, _Alt):
-        return any(_derives(o, known, leaf) for o in expr.options)
-    if isinstance(expr, _Rep):
-        return expr.lo == 0 or _derives(expr.expr, known, leaf)
-    return leaf(expr)
-
-
-def _fixpoint(
-    rules: dict[str, _Expr], start: set[str], leaf: Callable[[_Lit | _Chars], bool]
-) -> set[str]:
-    """The rules that derive a text passing `leaf` (least fixed point)."""
-    known = set(start)
-    changed = True
-    while changed:
-        new = {n for n, body in rules.items() if n not in known and _derives(body, known, leaf)}
-        known |= new
-        changed = bool(new)
-    return known
-
-
-def _left_refs(expr: _Expr, empty: set[str]) -> set[str]:
-    """Rules that `expr` can enter before consuming any character."""
-    if isinstance(expr, _Ref):
-        return {expr.name}
-    if isinstance(expr, _Alt):
-        return set().union(*(_left_refs(o, empty) for o in expr.options))
-    if isinstance(expr, _Rep):
-        return _left_refs(expr.expr, empty) if expr.hi != 0 else set()
-    found: set[str] = set()
-    for part in expr.parts if isinstance(expr, _Seq) else ():
-        found |= _left_refs(part, empty)
-        if not _derives(part, empty, lambda e: isinstance(e, _Lit) and not e.text):
-            break
-    return found
-
-
-def _has_cycle(graph: dict[str, set[str]]) -> bool:
-    """Whether the directed graph has a cycle (Kahn's algorithm)."""
-    pending = {n: len(edges) for n, edges in graph.items()}
-    users: dict[str, list[str]] = {n: [] for n in graph}
-    for n, edges in graph.items():
-        for m in edges:
-            users[m].append(n)
-    ready = [n for n, count in pending.items() if count == 0]
-    done = 0
-    while ready:
-        done += 1
-        for user in users[ready.pop()]:
-            pending[user] -= 1
-            if pending[user] == 0:
-                ready.append(user)
-    return done < len(graph)
-
-
-def _check_terminates(rules: dict[str, _Expr], refs: dict[str, str]) -> None:
-    """Raise InvalidSchema unless every rule can finish and none re-enters itself at once."""
-    finishing = _fixpoint(rules, set(_PRIMITIVES), lambda e: True)
-    empty = _fixpoint(rules, {"ws"}, lambda e: isinstance(e, _Lit) and not e.text)
-    graph = {n: _left_refs(body, empty) & rules.keys() for n, body in rules.items()}
-    if finishing >= rules.keys() and not _has_cycle(graph):
-        return
-    where = [ptr for ptr, name in refs.items() if name not in finishing] or list(refs)
-    raise InvalidSchema(
-        f"the schema is recursive without bound (no finite value): {', '.join(where) or '#'}"
-    )
 
 
 # ----- schema -> rules -----------------------------------------------------------------------
@@ -330,38 +125,38 @@ def _int_range(schema: dict[str, Any]) -> tuple[int | None, int | None]:
     return max(lows, default=None), min(highs, default=None)
 
 
-def _same_length(a: str, b: str) -> _Expr:
+def _same_length(a: str, b: str) -> Expr:
     """Decimal numerals from `a` to `b`, two numerals with the same number of digits."""
     rest = len(a) - 1
     if a == b:
-        return _Lit(a)
+        return Lit(a)
     if a[1:] == "0" * rest and b[1:] == "9" * rest:
-        tail = (_DIGIT if rest == 1 else _Rep(_DIGIT, rest, rest),) if rest else ()
-        return _Seq((_Chars(f"[{a[0]}-{b[0]}]"), *tail))
+        tail = (DIGIT if rest == 1 else Rep(DIGIT, rest, rest),) if rest else ()
+        return Seq((Chars(f"[{a[0]}-{b[0]}]"), *tail))
     if a[0] == b[0]:
-        return _Seq((_Lit(a[0]), _same_length(a[1:], b[1:])))
-    low = _Seq((_Lit(a[0]), _same_length(a[1:], "9" * rest)))
-    high = _Seq((_Lit(b[0]), _same_length("0" * rest, b[1:])))
+        return Seq((Lit(a[0]), _same_length(a[1:], b[1:])))
+    low = Seq((Lit(a[0]), _same_length(a[1:], "9" * rest)))
+    high = Seq((Lit(b[0]), _same_length("0" * rest, b[1:])))
     if int(b[0]) - int(a[0]) < 2:
-        return _alt(low, high)
+        return alt(low, high)
     middle = _same_length(f"{int(a[0]) + 1}" + "0" * rest, f"{int(b[0]) - 1}" + "9" * rest)
-    return _alt(low, middle, high)
+    return alt(low, middle, high)
 
 
-def _naturals(lo: int, hi: int | None) -> _Expr:
+def _naturals(lo: int, hi: int | None) -> Expr:
     """Numerals of the integers lo..hi (0 <= lo; hi None: any, up to 16 digits)."""
     if hi is None:
         n = len(str(lo))
-        longer = (_Seq((_Chars("[1-9]"), _Rep(_DIGIT, n, 15))),) if n < 16 else ()
-        return _alt(_same_length(str(lo), "9" * n), *longer)
+        longer = (Seq((Chars("[1-9]"), Rep(DIGIT, n, 15))),) if n < 16 else ()
+        return alt(_same_length(str(lo), "9" * n), *longer)
     parts = []
     for n in range(len(str(lo)), len(str(hi)) + 1):
         first = max(lo, 10 ** (n - 1) if n > 1 else 0)
         parts.append(_same_length(str(first), str(min(hi, 10**n - 1))))
-    return _alt(*parts)
+    return alt(*parts)
 
 
-def _integers(lo: int | None, hi: int | None) -> _Expr:
+def _integers(lo: int | None, hi: int | None) -> Expr:
     """Numerals of exactly the integers in lo..hi (None: unbounded, within 16 digits)."""
     if (lo is not None and lo > MAX_INT_BOUND) or (hi is not None and hi < -MAX_INT_BOUND):
         raise InvalidSchema(f"integer bounds beyond {MAX_INT_BOUND} are not supported")
@@ -374,17 +169,17 @@ def _integers(lo: int | None, hi: int | None) -> _Expr:
         parts.append(_naturals(max(lo or 0, 0), hi))
     if lo is None or lo < 0:
         magnitudes = _naturals(max(1, -hi if hi is not None else 1), None if lo is None else -lo)
-        parts.append(_Seq((_Lit("-"), magnitudes)))
-    return _alt(*parts)
+        parts.append(Seq((Lit("-"), magnitudes)))
+    return alt(*parts)
 
 
-def _decimals(low: int, high: int) -> _Expr:
+def _decimals(low: int, high: int) -> Expr:
     """Numbers in [low, high] written without exponent, for integers 0 <= low <= high."""
-    top = _seq(_Lit(str(high)), _opt(_Seq((_Lit("."), _Rep(_Lit("0"), 1, 15)))))
+    top = seq(Lit(str(high)), opt(Seq((Lit("."), Rep(Lit("0"), 1, 15)))))
     if low == high:
         return top
-    below = _seq(_naturals(low, high - 1), _opt(_Seq((_Lit("."), _Rep(_DIGIT, 1, 15)))))
-    return _alt(below, top)
+    below = seq(_naturals(low, high - 1), opt(Seq((Lit("."), Rep(DIGIT, 1, 15)))))
+    return alt(below, top)
 
 
 def _whole(value: Any) -> TypeGuard[float]:
@@ -432,17 +227,17 @@ class _Compiler:
 
     def __init__(self, root: dict[str, Any]) -> None:
         self.root = root
-        self.rules: dict[str, _Expr] = {}
+        self.rules: dict[str, Expr] = {}
         self.shared: set[str] = set()
-        self.named: dict[_Expr, str] = {}
+        self.named: dict[Expr, str] = {}
         self.refs: dict[str, str] = {}  # $ref -> rule name
         self.merging: list[str] = []  # $refs being inlined into an allOf
         self.depth = 0
 
     def grammar(self) -> str:
         self.rules["root"] = self.schema(self.root)
-        _check_terminates(self.rules, self.refs)
-        text = _render_grammar(self.rules, self.shared)
+        check_terminates(self.rules, self.refs)
+        text = render_grammar(self.rules, self.shared)
         if len(text) > MAX_GRAMMAR_CHARS:
             raise InvalidSchema("the schema is too large: its grammar exceeds the supported size")
         return text
@@ -452,35 +247,35 @@ class _Compiler:
     def fresh(self, hint: str) -> str:
         base = "".join(c if c.isascii() and c.isalnum() else "-" for c in hint.lower()).strip("-")
         name, n = base or "r", 1
-        while name in self.rules or name in _PRIMITIVES or name == "root":
+        while name in self.rules or name in PRIMITIVES or name == "root":
             n += 1
             name = f"{base or 'r'}-{n}"
         return name
 
-    def rule(self, hint: str, body: _Expr) -> _Expr:
+    def rule(self, hint: str, body: Expr) -> Expr:
         """A reference to a rule with `body` (one rule per distinct body)."""
-        if isinstance(body, _Ref | _Lit | _Chars) or body == _EMPTY:
+        if isinstance(body, Ref | Lit | Chars) or body == EMPTY:
             return body
         if body not in self.named:
             self.named[body] = self.fresh(hint)
             self.rules[self.named[body]] = body
-        return _Ref(self.named[body])
+        return Ref(self.named[body])
 
-    def prim(self, name: str) -> _Ref:
+    def prim(self, name: str) -> Ref:
         self.shared.add(name)
-        return _Ref(name)
+        return Ref(name)
 
-    def rep(self, expr: _Expr, lo: int, hi: int | None) -> _Expr:
+    def rep(self, expr: Expr, lo: int, hi: int | None) -> Expr:
         """`expr` lo..hi times; a compound `expr` gets a rule (llama.cpp caps nested fan-out)."""
-        if hi == 0 or expr == _EMPTY:
-            return _EMPTY
+        if hi == 0 or expr == EMPTY:
+            return EMPTY
         if lo == hi == 1:
             return expr
-        return _Rep(self.rule("item", expr), lo, hi)
+        return Rep(self.rule("item", expr), lo, hi)
 
     # ----- schemas
 
-    def schema(self, schema: Any) -> _Expr:
+    def schema(self, schema: Any) -> Expr:
         """The expression for the JSON texts valid against `schema`."""
         self.depth += 1
         try:
@@ -490,7 +285,7 @@ class _Compiler:
         finally:
             self.depth -= 1
 
-    def keywords(self, s: dict[str, Any]) -> _Expr:
+    def keywords(self, s: dict[str, Any]) -> Expr:
         bad = [k for k in _UNSUPPORTED if k in s] + (
             ["uniqueItems"] if s.get("uniqueItems") else []
         )
@@ -504,15 +299,15 @@ class _Compiler:
             if key in s:
                 return self.any_of(s, key)
         if "const" in s:
-            return _Lit(_dump(s["const"]))
+            return Lit(_dump(s["const"]))
         if "enum" in s:
             return self.enum(s)
         types = _types(s)
         if not types:
             return self.prim("value")
-        return _alt(*(self.typed(s, t) for t in types))
+        return alt(*(self.typed(s, t) for t in types))
 
-    def typed(self, s: dict[str, Any], t: str) -> _Expr:
+    def typed(self, s: dict[str, Any], t: str) -> Expr:
         if t == "object":
             return self.object(s)
         if t == "array":
@@ -523,7 +318,7 @@ class _Compiler:
             return self.number(s, integer=t == "integer")
         return self.prim(t)
 
-    def ref(self, s: dict[str, Any]) -> _Expr:
+    def ref(self, s: dict[str, Any]) -> Expr:
         pointer = s["$ref"]
         rest = {k: v for k, v in s.items() if k != "$ref" and k not in _ANNOTATIONS}
         if rest:
@@ -532,9 +327,9 @@ class _Compiler:
             target = self.resolve(pointer)
             name = self.fresh("ref-" + (pointer.rsplit("/", 1)[-1] if pointer != "#" else "root"))
             self.refs[pointer] = name
-            self.rules[name] = _EMPTY  # reserves the name while the target refers back to it
+            self.rules[name] = EMPTY  # reserves the name while the target refers back to it
             self.rules[name] = self.schema(target)
-        return _Ref(self.refs[pointer])
+        return Ref(self.refs[pointer])
 
     def resolve(self, pointer: str) -> Any:
         """The subschema a local `$ref` (`#`, `#/$defs/x`, any JSON pointer) points to."""
@@ -575,30 +370,30 @@ class _Compiler:
             merged = _merge(merged, self.flat(part))
         return merged
 
-    def any_of(self, s: dict[str, Any], key: str) -> _Expr:
+    def any_of(self, s: dict[str, Any], key: str) -> Expr:
         base = {k: v for k, v in s.items() if k != key}
         shared = any(k not in _ANNOTATIONS for k in base)
         options = [self.schema({"allOf": [base, o]} if shared else o) for o in s[key]]
-        return _alt(*options)
+        return alt(*options)
 
-    def enum(self, s: dict[str, Any]) -> _Expr:
+    def enum(self, s: dict[str, Any]) -> Expr:
         values = [v for v in s["enum"] if "type" not in s or _has_type(v, s["type"])]
         if not values:
             raise InvalidSchema("no value of `enum` has the declared `type`")
-        return _alt(*(_Lit(_dump(v)) for v in values))
+        return alt(*(Lit(_dump(v)) for v in values))
 
-    def string(self, s: dict[str, Any]) -> _Expr:
-        quote = _Lit('"')
+    def string(self, s: dict[str, Any]) -> Expr:
+        quote = Lit('"')
         if "pattern" in s:
-            return _seq(quote, _Regex(s["pattern"], self).parse(), quote)
+            return seq(quote, Regex(s["pattern"], self).parse(), quote)
         if s.get("format") in _FORMATS:
-            return _seq(quote, self.prim(s["format"]), quote)
+            return seq(quote, self.prim(s["format"]), quote)
         lo, hi = _repeat_bounds(s, "minLength", "maxLength")
         if lo == 0 and hi is None:
             return self.prim("string")
-        return _seq(quote, self.rep(self.prim("char"), lo, hi), quote)
+        return seq(quote, self.rep(self.prim("char"), lo, hi), quote)
 
-    def number(self, s: dict[str, Any], *, integer: bool) -> _Expr:
+    def number(self, s: dict[str, Any], *, integer: bool) -> Expr:
         """Integers exactly within their bounds; other numbers within [m, n] or by sign only."""
         if integer:
             bounds = _int_range(s)
@@ -610,10 +405,10 @@ class _Compiler:
         if max(s.get("minimum", -1), s.get("exclusiveMinimum", -1)) >= 0:
             return self.prim("unsigned")
         if s.get("maximum", 0) < 0 or s.get("exclusiveMaximum", 1) <= 0:
-            return _seq(_Lit("-"), self.prim("unsigned"))
+            return seq(Lit("-"), self.prim("unsigned"))
         return self.prim("number")
 
-    def object(self, s: dict[str, Any]) -> _Expr:
+    def object(self, s: dict[str, Any]) -> Expr:
         declared = s.get("properties", {})
         extra = s.get("additionalProperties", "properties" not in s)
         required = s.get("required", [])
@@ -628,225 +423,59 @@ class _Compiler:
         ws = self.prim("ws")
         other = None
         if extra is not False:
-            other = self.rule("other", _seq(self.prim("string"), _Lit(":"), ws, self.schema(extra)))
-        return self.rule("obj", _seq(_Lit("{"), ws, self.members(members, other), _Lit("}")))
+            other = self.rule("other", seq(self.prim("string"), Lit(":"), ws, self.schema(extra)))
+        return self.rule("obj", seq(Lit("{"), ws, self.members(members, other), Lit("}")))
 
-    def member(self, key: str, schema: Any) -> _Expr:
-        return _seq(_Lit(key + ":"), self.prim("ws"), self.schema(schema))
+    def member(self, key: str, schema: Any) -> Expr:
+        return seq(Lit(key + ":"), self.prim("ws"), self.schema(schema))
 
-    def members(self, members: list[tuple[_Expr, bool]], other: _Expr | None) -> _Expr:
+    def members(self, members: list[tuple[Expr, bool]], other: Expr | None) -> Expr:
         """Comma-separated members in order, optional ones maybe, then any `other` members."""
-        comma, ws = _seq(_Lit(","), self.prim("ws")), self.prim("ws")
-        rest = _EMPTY if other is None else self.rep(_seq(comma, other), 0, None)
+        comma, ws = seq(Lit(","), self.prim("ws")), self.prim("ws")
+        rest = EMPTY if other is None else self.rep(seq(comma, other), 0, None)
         lead = next((i for i, (_, required) in enumerate(members) if required), len(members))
-        first = None if other is None or lead < len(members) else _seq(other, rest)
+        first = None if other is None or lead < len(members) else seq(other, rest)
         for i in range(len(members) - 1, -1, -1):
             member, required = members[i]
             rest = self.rule("rest", rest)
-            head = _seq(member, rest)
+            head = seq(member, rest)
             if i < lead and first is not None:  # optional, and later members may come first
-                first = _alt(head, self.rule("first", first))
+                first = alt(head, self.rule("first", first))
             elif i <= lead:
                 first = head
-            rest = _seq(comma, member, rest) if required else _seq(_opt(_seq(comma, member)), rest)
+            rest = seq(comma, member, rest) if required else seq(opt(seq(comma, member)), rest)
         if first is None:
-            return _EMPTY
-        return _seq(first, ws) if lead < len(members) else _opt(_seq(first, ws))
+            return EMPTY
+        return seq(first, ws) if lead < len(members) else opt(seq(first, ws))
 
-    def array(self, s: dict[str, Any]) -> _Expr:
+    def array(self, s: dict[str, Any]) -> Expr:
         lo, hi = _repeat_bounds(s, "minItems", "maxItems")
         prefix = [self.schema(p) for p in s.get("prefixItems", [])][:hi]
         items = s.get("items", True)
         if items is False and lo > len(prefix):
             raise InvalidSchema("minItems asks for more items than prefixItems allows")
         tail = None if items is False else self.schema(items)
-        comma = _seq(_Lit(","), self.prim("ws"))
-        more: _Expr = _EMPTY
+        comma = seq(Lit(","), self.prim("ws"))
+        more: Expr = EMPTY
         if tail is not None:
             k = len(prefix)
-            more = self.rep(_seq(comma, tail), max(0, lo - k - (k == 0)), _minus(hi, k + (k == 0)))
+            more = self.rep(seq(comma, tail), max(0, lo - k - (k == 0)), _minus(hi, k + (k == 0)))
         if prefix:
             for i in range(len(prefix) - 1, 0, -1):
-                step = _seq(comma, prefix[i], more)
-                more = step if i < lo else _opt(step)
-            elements: _Expr = _seq(prefix[0], more)
+                step = seq(comma, prefix[i], more)
+                more = step if i < lo else opt(step)
+            elements: Expr = seq(prefix[0], more)
         elif tail is not None and hi != 0:
-            elements = _seq(tail, more)
+            elements = seq(tail, more)
         else:
-            elements = _EMPTY
+            elements = EMPTY
         ws = self.prim("ws")
-        body = _EMPTY if elements == _EMPTY else _seq(elements, ws)
-        return self.rule("arr", _seq(_Lit("["), ws, body if lo else _opt(body), _Lit("]")))
+        body = EMPTY if elements == EMPTY else seq(elements, ws)
+        return self.rule("arr", seq(Lit("["), ws, body if lo else opt(body), Lit("]")))
 
 
 def _minus(hi: int | None, n: int) -> int | None:
     return None if hi is None else max(0, hi - n)
-
-
-# ----- pattern: a regex subset ---------------------------------------------------------------
-
-_Ranges = list[tuple[int, int]]
-_NEEDS_ESCAPE: _Ranges = [(0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C)]  # inside a JSON string
-_SHORTHANDS: dict[str, _Ranges] = {
-    "d": [(0x30, 0x39)],
-    "w": [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)],
-    "s": [(0x20, 0x20)],  # other whitespace would need JSON escapes
-}
-_QUANTIFIER = re.compile(r"\{(\d+)(?:(,)(\d*))?\}")
-
-
-def _subtract(ranges: _Ranges, holes: _Ranges) -> _Ranges:
-    for h1, h2 in holes:
-        pieces = (((a, min(b, h1 - 1)), (max(a, h2 + 1), b)) for a, b in ranges)
-        ranges = [p for pair in pieces for p in pair if p[0] <= p[1]]
-    return ranges
-
-
-def _class_char(cp: int) -> str:
-    ch = chr(cp)
-    if ch.isascii() and ch.isalnum():
-        return ch
-    return f"\\x{cp:02X}" if cp < 0x100 else f"\\u{cp:04X}" if cp < 0x10000 else f"\\U{cp:08X}"
-
-
-def _char_set(negated: bool, ranges: _Ranges) -> _Expr:
-    """Characters of a set as they appear inside a JSON string (escapes excluded, stricter)."""
-    if not negated and len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
-        return _Lit(json.dumps(chr(ranges[0][0]), ensure_ascii=False)[1:-1])
-    kept = ranges + _NEEDS_ESCAPE if negated else _subtract(ranges, _NEEDS_ESCAPE)
-    if not kept:
-        raise InvalidSchema("pattern: a character class holds only characters JSON must escape")
-    items = "".join(_class_char(a) + ("" if a == b else "-" + _class_char(b)) for a, b in kept)
-    return _Chars(f"[{'^' if negated else ''}{items}]")
-
-
-class _Regex:
-    """A regex subset -> the JSON text of strings that fully match it (which `search` finds).
-
-    Supported: literals, escapes, [classes], ., ASCII \\d \\w \\s, groups, |, ? * + {m,n};
-    ^ and $ only at the ends.
-    """
-
-    def __init__(self, pattern: str, compiler: _Compiler) -> None:
-        self.text, self.compiler = pattern, compiler
-        self.pos = 1 if pattern.startswith("^") else 0
-        backslashes = len(pattern[:-1]) - len(pattern[:-1].rstrip("\\"))
-        anchored = pattern.endswith("$") and backslashes % 2 == 0
-        self.end = len(pattern) - 1 if anchored else len(pattern)
-
-    def fail(self, what: str) -> InvalidSchema:
-        return InvalidSchema(
-            f"pattern {self.text!r}: {what} is not supported; use literals, [classes], ., "
-            "\\d \\w \\s, groups, | and quantifiers, with ^ and $ only at the ends"
-        )
-
-    def peek(self) -> str:
-        return self.text[self.pos] if self.pos < self.end else ""
-
-    def parse(self) -> _Expr:
-        expr = self.alternation()
-        if self.pos != self.end:
-            raise self.fail(f"{self.text[self.pos]!r} at position {self.pos}")
-        return expr
-
-    def alternation(self) -> _Expr:
-        options = [self.sequence()]
-        while self.peek() == "|":
-            self.pos += 1
-            options.append(self.sequence())
-        return _alt(*options)
-
-    def sequence(self) -> _Expr:
-        parts = []
-        while self.peek() not in ("", "|", ")"):
-            parts.append(self.quantified(self.atom()))
-        return _seq(*parts)
-
-    def quantified(self, atom: _Expr) -> _Expr:
-        ch, braces = self.peek(), _QUANTIFIER.match(self.text, self.pos, self.end)
-        if ch and ch in "?*+":
-            lo, hi = {"?": (0, 1), "*": (0, None), "+": (1, None)}[ch]
-            self.pos += 1
-        elif braces:
-            lo = int(braces[1])
-            hi = lo if not braces[2] else int(braces[3]) if braces[3] else None
-            self.pos = braces.end()
-        else:
-            return atom
-        self.pos += self.peek() == "?"  # a lazy quantifier matches the same strings
-        if lo > MAX_REPEAT:
-            raise self.fail(f"repeating more than {MAX_REPEAT} times")
-        return self.compiler.rep(atom, lo, None if hi is None else min(hi, MAX_REPEAT))
-
-    def atom(self) -> _Expr:
-        ch = self.peek()
-        self.pos += 1
-        if ch == "(":
-            if self.text.startswith("?:", self.pos):
-                self.pos += 2
-            elif self.peek() == "?":
-                raise self.fail("a (?...) group")
-            expr = self.alternation()
-            if self.peek() != ")":
-                raise self.fail("an unclosed group")
-            self.pos += 1
-            return expr
-        if ch == "[":
-            return self.char_class()
-        if ch == ".":
-            return _char_set(True, [])
-        if ch == "\\":
-            return _char_set(*self.escaped())
-        if ch in "*+?{^$":
-            raise self.fail(f"{ch!r} at position {self.pos - 1}")
-        return _char_set(False, [(ord(ch), ord(ch))])
-
-    def escaped(self) -> tuple[bool, _Ranges]:
-        """The character set named by the escape after a backslash."""
-        ch = self.peek()
-        self.pos += 1
-        if ch.lower() in _SHORTHANDS and ch:
-            return ch.isupper(), _SHORTHANDS[ch.lower()]
-        hex4 = self.text[self.pos : self.pos + 4]
-        if ch == "u" and re.fullmatch("[0-9a-fA-F]{4}", hex4):
-            self.pos += 4
-            return False, [(int(hex4, 16), int(hex4, 16))]
-        if ch and ch in "ntrfv":
-            cp = ord({"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v"}[ch])
-            return False, [(cp, cp)]
-        if ch and not ch.isalnum():
-            return False, [(ord(ch), ord(ch))]
-        raise self.fail(f"the escape \\{ch}")
-
-    def char_class(self) -> _Expr:
-        negated = self.peek() == "^"
-        self.pos += negated
-        ranges: _Ranges = []
-        while self.peek() != "]" or not ranges:
-            if not self.peek():
-                raise self.fail("an unclosed [")
-            low = self.class_atom()
-            at_range = self.peek() == "-" and self.text[self.pos + 1 : self.pos + 2] not in (
-                "]",
-                "",
-            )
-            if at_range and len(low) == 1 and low[0][0] == low[0][1]:
-                self.pos += 1
-                high = self.class_atom()
-                low = [(low[0][0], high[-1][1])]
-            ranges += low
-        self.pos += 1
-        return _char_set(negated, ranges)
-
-    def class_atom(self) -> _Ranges:
-        ch = self.peek()
-        self.pos += 1
-        if ch != "\\":
-            return [(ord(ch), ord(ch))]
-        negated, ranges = self.escaped()
-        if negated:
-            raise self.fail("a negated shorthand (\\D \\W \\S) inside a class")
-        return ranges
 
 
 # ----- public API ----------------------------------------------------------------------------
