@@ -49,7 +49,6 @@ class EngineCore:
         self._thread = threading.Thread(target=self._run, name="inhouse-engine", daemon=True)
         self._stopping = False
         self.steps = 0
-        self.decoded_tokens = 0
 
     # ----- called from other threads ------------------------------------------------------
 
@@ -146,7 +145,6 @@ class EngineCore:
             return
         self.scheduler.commit(plan)
         self.steps += 1
-        self.decoded_tokens += plan.num_tokens
         sampling = [chunk.seq for chunk in plan.chunks if chunk.sample]
         events = [self._on_sampled(seq, s) for seq, s in zip(sampling, result, strict=True)]
         if events:
@@ -171,7 +169,7 @@ class EngineCore:
                 text, reason = text + state.flush(), FinishReason.LENGTH
         logprobs = () if sampled.logprob is None else (sampled.logprob,)
         if reason is None:
-            return TokenEvent(seq.request_id, text, logprobs, token_ids=(sampled.token,))
+            return TokenEvent(seq.request_id, text, logprobs)
         final = self._finish(seq, reason)
         return TokenEvent(
             seq.request_id,
@@ -181,7 +179,6 @@ class EngineCore:
             final.prompt_tokens,
             final.completion_tokens,
             final.cached_tokens,
-            token_ids=(sampled.token,),
         )
 
     def _finish(self, seq: Sequence, reason: FinishReason, error: str | None = None) -> TokenEvent:

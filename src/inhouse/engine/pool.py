@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inhouse.engine.client import AsyncEngine
-from inhouse.errors import Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,6 @@ class ModelSpec:
 class Loaded:
     spec: ModelSpec
     engine: AsyncEngine
-    loaded_at: float
     last_used: float = field(default_factory=time.monotonic)
     load_seconds: float = 0.0
 
@@ -91,7 +89,7 @@ class ModelPool:
         began = time.perf_counter()
         engine = await asyncio.to_thread(self._build, spec)
         engine.start()
-        loaded = Loaded(spec, engine, time.time(), load_seconds=time.perf_counter() - began)
+        loaded = Loaded(spec, engine, load_seconds=time.perf_counter() - began)
         self._loaded[spec.name] = loaded
         log.info("loaded %s in %.2f s", spec.name, loaded.load_seconds)
         await self._fit_budget(keep=spec.name)
@@ -141,10 +139,3 @@ class ModelPool:
         for loaded in list(self._loaded.values()):
             await self._unload(loaded, "shutdown")
         self._loaded.clear()
-
-    def check_capacity(self, spec_name: str, n: int) -> None:
-        loaded = self._loaded.get(spec_name)
-        if loaded is not None:
-            loaded.engine.check_capacity(n)
-        elif len(self._locks) > 64:
-            raise Overloaded("too many models are loading at once")

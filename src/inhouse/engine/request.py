@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -67,4 +67,3 @@ class TokenEvent:
     completion_tokens: int = 0
     cached_tokens: int = 0
     error: str | None = None
-    token_ids: tuple[int, ...] = field(default=())

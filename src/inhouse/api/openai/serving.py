@@ -102,10 +102,9 @@ class Serving:
     @staticmethod
     def tokenize(engine: AsyncEngine, text: str) -> list[int]:
         try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
+            tokens = engine.runner.tokenize(text, add_special=True)
+        except UnicodeEncodeError as exc:  # a lone surrogate from a JSON \ud800 escape
             raise InvalidRequest("the request contains text that is not valid UTF-8") from exc
-        tokens = engine.runner.tokenize(text, add_special=True)
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="prompt")
         return tokens
