@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import uuid
+
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -22,9 +24,12 @@ from inhouse.config import Settings, load_settings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.scheduler import Scheduler
 from inhouse.models.resolver import SingleModel
+from inhouse.store.db import Database, open_database
 from tests.fakes import FakeRunner
 
 REQUIRE_ALL = os.environ.get("INHOUSE_REQUIRE_ALL") == "1"
+# a PostgreSQL server the store tests may create schemas in (CI starts one: see .ci/run)
+POSTGRES_URL = os.environ.get("INHOUSE_TEST_POSTGRES_URL", "")
 
 
 def need(condition: bool, reason: str) -> None:
@@ -39,6 +44,43 @@ def need(condition: bool, reason: str) -> None:
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INHOUSE_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: SQLite in the temp dir, or a new schema on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    need(bool(POSTGRES_URL), "INHOUSE_TEST_POSTGRES_URL is not set: no PostgreSQL to test on")
+    with postgres_schema() as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A throwaway schema on the test PostgreSQL server, as a URL whose search_path is it."""
+    from sqlalchemy import create_engine, text
+
+    schema = "t_" + uuid.uuid4().hex[:16]
+    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """An opened and migrated store on each database inhouse supports."""
+    database = open_database(db_url)
+    yield database
+    database.close()
 
 
 def make_settings(home: Path, **overrides: Any) -> Settings:

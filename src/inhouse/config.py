@@ -78,15 +78,86 @@ class ModelsSettings(BaseModel):
     @field_validator("allow_pull_hosts")
     @classmethod
     def _bare_hosts(cls, hosts: list[str]) -> list[str]:
-        cleaned = [host.strip().lower().rstrip(".") for host in hosts]
-        for host in cleaned:
-            if not host or "/" in host or ":" in host:
-                raise ValueError(f"{host!r} is not a host name (e.g. 'huggingface.co')")
-        return cleaned
+        return bare_hosts(hosts)
+
+
+def bare_hosts(hosts: list[str]) -> list[str]:
+    cleaned = [host.strip().lower().rstrip(".") for host in hosts]
+    for host in cleaned:
+        if not host or "/" in host or ":" in host:
+            raise ValueError(f"{host!r} is not a host name (e.g. 'models.example.com')")
+    return cleaned
 
 
 class AuthSettings(BaseModel):
-    enabled: bool = Field(True, description="Require a bearer API key on /v1.")
+    enabled: bool = Field(True, description="Require a bearer API key on /v1 and /api.")
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 90, description="How long a web sign-in lasts before it expires."
+    )
+    secure_cookies: bool = Field(
+        True, description="Mark the session cookie Secure (sent over HTTPS and localhost only)."
+    )
+
+
+class StoreSettings(BaseModel):
+    url: str = Field(
+        "",
+        description="Database URL: empty for SQLite in the data directory, or "
+        "postgresql://user:password@host/db.",
+    )
+
+
+class LedgerSettings(BaseModel):
+    audit_key_file: Path | None = Field(
+        None,
+        description="File holding the audit checkpoints' HMAC key (outside the database); "
+        "default: audit.key in the data directory.",
+    )
+    checkpoint_every: int = Field(
+        100, ge=1, le=1_000_000, description="Audit entries between signed checkpoints."
+    )
+    log_content: bool = Field(
+        False, description="Keep prompt and response text (redacted) for retention_days."
+    )
+    redactors: list[str] = Field(
+        default_factory=lambda: ["email", "phone", "card", "iban", "national_id"],
+        description="Redactors run on logged content: email, phone, card, iban, national_id.",
+    )
+    redact_patterns: list[str] = Field(
+        default_factory=list, description="Extra regular expressions redacted from content."
+    )
+    content_retention_days: float = Field(
+        30.0, gt=0, description="Logged content older than this is deleted."
+    )
+
+
+class CostSettings(BaseModel):
+    machine_usd_per_hour: float | None = Field(
+        None, ge=0, description="What this machine costs per hour (cloud rate); overrides "
+        "the hardware amortization below when set."
+    )
+    hardware_usd: float = Field(3000.0, ge=0, description="Purchase price of this machine.")
+    amortization_months: float = Field(
+        36.0, gt=0, description="Months over which the hardware is written off."
+    )
+    watts: float = Field(150.0, ge=0, description="Average power draw of this machine.")
+    usd_per_kwh: float = Field(0.15, ge=0, description="Electricity price.")
+    price_file: Path | None = Field(
+        None, description="Price table of commercial APIs (TOML); default: the bundled one."
+    )
+
+
+class NetworkSettings(BaseModel):
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts this process may connect to besides loopback (air-gap allow-list; "
+        "subdomains included).",
+    )
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _bare_hosts(cls, hosts: list[str]) -> list[str]:
+        return bare_hosts(hosts)
 
 
 class EmbeddingsSettings(BaseModel):
@@ -118,6 +189,17 @@ class Settings(BaseSettings):
     models: ModelsSettings = ModelsSettings()
     auth: AuthSettings = AuthSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
+    store: StoreSettings = StoreSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    costs: CostSettings = CostSettings()
+    network: NetworkSettings = NetworkSettings()
+
+    def database_url(self) -> str:
+        """The store's URL: the configured one, or SQLite in the data directory."""
+        return self.store.url or f"sqlite:///{self.home / 'inhouse.db'}"
+
+    def audit_key_path(self) -> Path:
+        return self.ledger.audit_key_file or self.home / "audit.key"
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -1,0 +1,1 @@
+"""The database: SQLAlchemy 2 tables, sessions and Alembic migrations (SQLite or PostgreSQL)."""
