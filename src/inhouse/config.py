@@ -133,8 +133,10 @@ class LedgerSettings(BaseModel):
 
 class CostSettings(BaseModel):
     machine_usd_per_hour: float | None = Field(
-        None, ge=0, description="What this machine costs per hour (cloud rate); overrides "
-        "the hardware amortization below when set."
+        None,
+        ge=0,
+        description="What this machine costs per hour (cloud rate); overrides "
+        "the hardware amortization below when set.",
     )
     hardware_usd: float = Field(3000.0, ge=0, description="Purchase price of this machine.")
     amortization_months: float = Field(
