@@ -18,10 +18,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from inhouse.api.app import create_app
-from inhouse.auth.admin_key import AdminKeyStore
+from inhouse.auth.bootstrap import ensure_admin
 from inhouse.config import Settings, load_settings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.scheduler import Scheduler
+from inhouse.ledger.audit import AuditTrail, load_audit_key
 from inhouse.models.resolver import SingleModel
 from inhouse.store.db import Database, open_database
 from tests.fakes import FakeRunner
@@ -86,6 +87,20 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
     return load_settings(None, home=home, **overrides)
 
 
+def admin_key(settings: Settings) -> str:
+    """A fresh admin key in the settings' store (the first start's key, or a replacement)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = open_database(settings.database_url())
+    try:
+        audit = AuditTrail(load_audit_key(settings.audit_key_path()))
+        audit.ensure_head(db)
+        key = ensure_admin(db, audit, new_key=True)
+    finally:
+        db.close()
+    assert key is not None
+    return key
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,10 +147,17 @@ def fake_engine(runner: FakeRunner, **scheduler_args: int) -> AsyncEngine:
 
 
 @contextmanager
-def serve_fake(home: Path, runner: FakeRunner, **scheduler_args: int) -> Iterator[Served]:
-    """Serve the FakeRunner under the model name "fake"."""
-    key = AdminKeyStore(home).create()
-    settings = make_settings(home)
+def serve_fake(
+    home: Path,
+    runner: FakeRunner,
+    *,
+    store_url: str = "",
+    overrides: dict[str, Any] | None = None,
+    **scheduler_args: int,
+) -> Iterator[Served]:
+    """Serve the FakeRunner under the model name "fake" (store: `store_url` or SQLite)."""
+    settings = make_settings(home, store={"url": store_url}, **(overrides or {}))
+    key = admin_key(settings)
     app = create_app(
         settings,
         resolver=SingleModel("fake", Path("/dev/null")),
@@ -155,9 +177,9 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     except DefaultModelMissing as exc:
         need(False, str(exc))
     home = tmp_path_factory.mktemp("real-home")
-    key = AdminKeyStore(home).create()
     settings = make_settings(
         home, engine={"kv_cells": 8192, "n_threads": 2, "max_running": 8, "max_queue": 32}
     )
+    key = admin_key(settings)
     with serve(create_app(settings), key) as served:
         yield served

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -11,19 +13,26 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from inhouse import __version__
+from inhouse.api.admin import routers as admin_routers
 from inhouse.api.deps import AppState, app_state
 from inhouse.api.errors import install_error_handlers
+from inhouse.api.governance import Governance
+from inhouse.api.guard import guard
+from inhouse.api.housekeeping import housekeeping
 from inhouse.api.metrics import Metrics
 from inhouse.api.middleware import BodyLimit, DrainGate
 from inhouse.api.ollama import routers as ollama_routers
 from inhouse.api.openai import chat, completions, embeddings, models
 from inhouse.api.openai.serving import Serving
-from inhouse.auth.admin_key import AdminKeyStore, KeyVerifier
+from inhouse.auth.policy import Permission
 from inhouse.config import Settings
 from inhouse.embeddings.service import EmbeddingService, GGUFEmbeddings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.pool import EngineBuilder, ModelPool, ModelSpec
+from inhouse.ledger.audit import AuditTrail, load_audit_key
+from inhouse.ledger.content import ContentLog
 from inhouse.models.resolver import ModelResolver
+from inhouse.store.db import open_database
 
 
 def default_resolver(settings: Settings) -> ModelResolver:
@@ -51,23 +60,30 @@ def create_app(
     *,
     resolver: ModelResolver | None = None,
     build: EngineBuilder | None = None,
-    verifier: KeyVerifier | None = None,
+    governed: bool = True,
 ) -> FastAPI:
-    """Build the app; by default it serves the configured GGUF model through llama.cpp."""
+    """Build the app; by default it serves the configured GGUF model through llama.cpp.
+
+    `governed=False` skips quotas, usage rows and per-request audit entries; it exists so a
+    benchmark can measure what they cost, side by side."""
     resolver = resolver or default_resolver(settings)
     pool = ModelPool(
         build or llama_builder(settings),
         budget_bytes=settings.engine.memory_budget_mb * 1024 * 1024,
         keep_alive_s=settings.engine.keep_alive_s,
     )
-    if settings.auth.enabled and verifier is None:
-        verifier = AdminKeyStore(settings.home).verifier()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = open_database(settings.database_url())
+    audit = AuditTrail(load_audit_key(settings.audit_key_path()), settings.ledger.checkpoint_every)
+    audit.ensure_head(db)
     state = AppState(
         settings=settings,
         pool=pool,
         serving=Serving(pool, resolver, settings.engine),
         metrics=Metrics(pool),
-        verifier=verifier if settings.auth.enabled else None,
+        db=db,
+        audit=audit,
+        governance=Governance(db, audit, ContentLog(settings.ledger), enabled=governed),
         fingerprint="fp_" + hashlib.sha256(__version__.encode()).hexdigest()[:10],
         started_at=int(time.time()),
     )
@@ -76,10 +92,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.engine(resolver.default())
         pool.start()
+        chores = asyncio.create_task(housekeeping(state))
         try:
             yield
         finally:
+            chores.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chores
             await pool.close()
+            db.close()
 
     app = FastAPI(title="inhouse", version=__version__, lifespan=lifespan)
     app.state.inhouse = state
@@ -88,10 +109,22 @@ def create_app(
     install_error_handlers(app)
     for router in (chat.router, completions.router, embeddings.router, models.router):
         app.include_router(router)
-    for router in ollama_routers:
+    for router in (*ollama_routers, *admin_routers):
         app.include_router(router)
-    app.add_api_route("/health", health, methods=["GET"], response_model=None)
-    app.add_api_route("/metrics", metrics, methods=["GET"], response_model=None)
+    app.add_api_route(
+        "/health",
+        health,
+        methods=["GET"],
+        response_model=None,
+        dependencies=[guard(Permission.PUBLIC)],
+    )
+    app.add_api_route(
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        response_model=None,
+        dependencies=[guard(Permission.PUBLIC)],
+    )
     app.add_middleware(DrainGate, is_draining=lambda: state.draining)
     app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
     return app

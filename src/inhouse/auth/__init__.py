@@ -1,1 +1,1 @@
-"""Identity: who is calling, and with which key."""
+"""Identity: users, groups, roles, API keys, web sessions, and the policy that decides."""

@@ -1,4 +1,4 @@
-"""`inhouse`: serve, chat, models."""
+"""`inhouse`: serve, chat, models, users, groups, keys, usage, audit, doctor."""
 
 from __future__ import annotations
 
@@ -7,11 +7,19 @@ from typing import Annotated, Any
 
 import typer
 
+from inhouse.cli.audit import audit_app
+from inhouse.cli.directory import groups_app, keys_app, users_app
+from inhouse.cli.usage import usage_app
 from inhouse.config import AuthSettings, EngineSettings, ServerSettings, Settings, load_settings
 
 app = typer.Typer(help="inhouse: your private AI, in house.", no_args_is_help=True)
 models_app = typer.Typer(help="The models this server can run.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(users_app, name="users")
+app.add_typer(groups_app, name="groups")
+app.add_typer(keys_app, name="keys")
+app.add_typer(usage_app, name="usage")
+app.add_typer(audit_app, name="audit")
 
 
 def _help(section: type[ServerSettings | EngineSettings | AuthSettings], name: str) -> str:
@@ -84,6 +92,18 @@ def serve(
     if no_auth:
         overrides["auth"] = {"enabled": False}
     start(load_settings(config, **overrides), new_admin_key=new_admin_key)
+
+
+@app.command()
+def doctor(
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Check the air-gap (by trying), storage, audit trail, models and keys; exit 1 on a failure."""
+    from inhouse.cli.doctor import doctor_command
+
+    doctor_command(config, home, as_json)
 
 
 @app.command()

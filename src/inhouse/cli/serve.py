@@ -7,14 +7,28 @@ import sys
 
 import typer
 
-from inhouse.auth.admin_key import AdminKeyStore
+from inhouse.airgap import guard_from_settings
+from inhouse.auth.bootstrap import ensure_admin
 from inhouse.cli.server import is_loopback, run_server
 from inhouse.config import Settings
+from inhouse.ledger.audit import AuditTrail, load_audit_key
+from inhouse.store.db import open_database
 
 
 def _refuse(message: str) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(2)
+
+
+def _admin_key(settings: Settings, replace: bool) -> str | None:
+    """On first start (or when asked), a new admin key to print once."""
+    db = open_database(settings.database_url())
+    try:
+        audit = AuditTrail(load_audit_key(settings.audit_key_path()))
+        audit.ensure_head(db)
+        return ensure_admin(db, audit, new_key=replace)
+    finally:
+        db.close()
 
 
 def start(settings: Settings, *, new_admin_key: bool) -> None:
@@ -23,8 +37,8 @@ def start(settings: Settings, *, new_admin_key: bool) -> None:
     if not settings.auth.enabled and not is_loopback(server.host):
         _refuse(f"--no-auth is only allowed on a loopback address, not {server.host}")
     settings.home.mkdir(parents=True, exist_ok=True)
-    keys = AdminKeyStore(settings.home)
-    new_key = keys.create() if new_admin_key else keys.ensure()
+    air_gap = guard_from_settings(settings)  # before anything else can open a socket
+    new_key = _admin_key(settings, new_admin_key)
 
     from inhouse.api.app import create_app, default_resolver
     from inhouse.models.default import DefaultModelMissing
@@ -46,6 +60,10 @@ def start(settings: Settings, *, new_admin_key: bool) -> None:
         f"{len(resolver.names())} names in all (inhouse models list)",
         f"  data dir  {settings.home}",
     ]
+    allowed = ", ".join(air_gap.allow_list) or "nothing"
+    lines.append(
+        f"  air-gap   on: outbound connections refused except loopback (allowed: {allowed})"
+    )
     if not settings.auth.enabled:
         lines.append("  auth      OFF (--no-auth): anyone on this machine can call the API")
     elif new_key:

@@ -69,5 +69,6 @@ def run_server(app: FastAPI, host: str, port: int, graceful_s: float) -> None:
         log_level="warning",
         timeout_graceful_shutdown=max(1, int(graceful_s)),
         lifespan="on",
+        loop="asyncio",  # uvloop's sockets bypass the audit hook the air-gap relies on
     )
     DrainingServer(config, app.state.inhouse, graceful_s).run()

@@ -20,8 +20,7 @@ def parse_since(value: str, now: float) -> float:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidRequest(
-            f"since: {value!r} is neither a duration (30d, 12h, 2w, 90m) nor a date "
-            "(2026-11-01)",
+            f"since: {value!r} is neither a duration (30d, 12h, 2w, 90m) nor a date (2026-11-01)",
             param="since",
         ) from None
     if moment.tzinfo is None:

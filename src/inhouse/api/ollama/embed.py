@@ -7,8 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from inhouse.api.deps import app_state, require_api_key
+from inhouse.api.deps import app_state
+from inhouse.api.governance import token_bound
+from inhouse.api.guard import guard
 from inhouse.api.openai.embeddings import check_dimensions, input_texts
+from inhouse.auth.policy import Permission
 from inhouse.embeddings.service import MODEL_NAME, Embedded, EmbeddingService
 from inhouse.errors import InhouseError, InvalidRequest, ModelNotFound
 
@@ -16,7 +19,7 @@ from .body import json_body
 from .reply import nanoseconds
 from .schemas import EmbeddingsRequest, EmbedRequest
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
 
 # Ollama's library names of all-MiniLM-L6-v2 (":latest" is dropped before the lookup)
 OLLAMA_NAMES = frozenset({"all-minilm", "all-minilm:l6-v2", "all-minilm:22m"})
@@ -33,7 +36,7 @@ async def embed(
     vectors: list[list[float]] = []
     tokens = 0
     if body.input not in ("", []):
-        result = await _embed(request, service, input_texts(body.input))
+        result = await _embed(request, body.model, service, input_texts(body.input))
         vectors, tokens = result.vectors.tolist(), sum(result.token_counts)
     return {
         "model": body.model,
@@ -52,7 +55,7 @@ async def embeddings(
     service = _service(request, body.model)
     if not body.prompt:
         return {"embedding": []}
-    result = await _embed(request, service, [body.prompt])
+    result = await _embed(request, body.model, service, [body.prompt])
     vector: list[float] = result.vectors[0].tolist()
     return {"embedding": vector}
 
@@ -63,6 +66,7 @@ def _service(request: Request, model: str) -> EmbeddingService:
         raise InvalidRequest("model is required", param="model")
     service: EmbeddingService = request.app.state.embeddings
     name = model.lower().removesuffix(":latest")
+    app_state(request).governance.check_model(request, name)
     try:
         service.resolve_model(MODEL_NAME if name in OLLAMA_NAMES else name)
     except ModelNotFound:
@@ -70,12 +74,25 @@ def _service(request: Request, model: str) -> EmbeddingService:
     return service
 
 
-async def _embed(request: Request, service: EmbeddingService, texts: list[str]) -> Embedded:
-    metrics = app_state(request).metrics
-    tracker = metrics.track("ollama_embed")
+async def _embed(
+    request: Request, model: str, service: EmbeddingService, texts: list[str]
+) -> Embedded:
+    state = app_state(request)
+    metrics = state.metrics
+    admission = await state.governance.admit(
+        request,
+        "ollama_embed",
+        model,
+        token_bound(texts),
+        0,
+        metrics.track("ollama_embed"),
+        choices=0,
+    )
+    tracker = admission.watch()
     status = 500
     try:
         result = await service.embed(texts)
+        admission.set_prompt_tokens(sum(result.token_counts))
         status = 200
     except InhouseError as exc:
         status = exc.status

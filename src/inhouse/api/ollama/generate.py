@@ -9,8 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from inhouse.api.deps import AppState, app_state, require_api_key
+from inhouse.api.deps import AppState, app_state
+from inhouse.api.guard import guard
 from inhouse.api.openai.schemas import ChatCompletionRequest, CompletionRequest
+from inhouse.auth.policy import Permission
 from inhouse.engine.pool import ModelPool, ModelSpec
 
 from .body import json_body
@@ -26,7 +28,7 @@ from .translate import (
     with_grammar,
 )
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
 
 UNLOAD_POLL_S = 0.05
 
@@ -39,9 +41,11 @@ async def chat(
     state = app_state(request)
     check_common(body)
     name, spec = resolve(state.serving.resolver, body.model)
+    state.governance.check_model(request, name)
     if not body.messages:
         return await _load_or_unload(state, body, spec, chat_piece)
-    return await _generate(state, body, chat_body(body, name), spec, chat_piece, "ollama_chat")
+    openai_body = chat_body(body, name)
+    return await _generate(request, body, openai_body, spec, chat_piece, "ollama_chat")
 
 
 @router.post("/api/generate", response_model=None)
@@ -52,20 +56,22 @@ async def generate(
     state = app_state(request)
     check_common(body)
     name, spec = resolve(state.serving.resolver, body.model)
+    state.governance.check_model(request, name)
     if not body.prompt:
         return await _load_or_unload(state, body, spec, generate_piece)
     openai_body = generate_body(body, name)
-    return await _generate(state, body, openai_body, spec, generate_piece, "ollama_generate")
+    return await _generate(request, body, openai_body, spec, generate_piece, "ollama_generate")
 
 
 async def _generate(
-    state: AppState,
+    request: Request,
     req: OllamaRequest,
     body: ChatCompletionRequest | CompletionRequest,
     spec: ModelSpec,
     piece: Piece,
     endpoint: str,
 ) -> Response:
+    state = app_state(request)
     grammar = format_grammar(req.format)
     keep_alive = keep_alive_seconds(req.keep_alive)
     timing = Timing()
@@ -78,12 +84,16 @@ async def _generate(
     async def unload() -> None:
         await unload_when_idle(state.pool, spec.name)
 
+    prepared = with_grammar(prepared, grammar)
+    watch = await state.governance.admit_generation(
+        request, endpoint, body.model, prepared, state.metrics.track(endpoint)
+    )
     answer = Answer(
-        with_grammar(prepared, grammar),
+        prepared,
         req.model,
         piece,
         timing,
-        state.metrics.track(endpoint),
+        watch,
         after=unload if keep_alive == 0 else None,
     )
     return await respond(answer, req.streams)

@@ -10,7 +10,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 
 from inhouse import __version__
-from inhouse.api.deps import app_state, require_api_key
+from inhouse.api.deps import app_state
+from inhouse.api.guard import guard, principal_of
+from inhouse.auth.policy import Permission, may_use_model
 from inhouse.engine.pool import Loaded
 from inhouse.errors import InvalidRequest, ModelNotFound
 from inhouse.models.resolver import ModelResolver
@@ -20,8 +22,8 @@ from .catalog import Facts, facts_of, list_facts
 from .schemas import ShowRequest
 from .translate import DEFAULTS
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
-public = APIRouter()
+router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
+public = APIRouter(dependencies=[guard(Permission.PUBLIC)])
 
 FOREVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # a pinned model never expires
 
@@ -37,7 +39,12 @@ async def tags(request: Request) -> dict[str, Any]:
     """Every name a client may call, aliases included, with Ollama's details."""
     resolver = app_state(request).serving.resolver
     facts = await anyio.to_thread.run_sync(list_facts, resolver)
-    return {"models": [f.entry() for f in facts]}
+    principal = principal_of(request)
+    return {
+        "models": [
+            f.entry() for f in facts if may_use_model(principal, f.name.removesuffix(":latest"))
+        ]
+    }
 
 
 @router.post("/api/show")
@@ -48,6 +55,8 @@ async def show(
     if not body.target:
         raise InvalidRequest("model is required", param="model")
     resolver = app_state(request).serving.resolver
+    if not may_use_model(principal_of(request), body.target.removesuffix(":latest")):
+        raise ModelNotFound(f"model '{body.target}' not found", param="model")
     facts = await anyio.to_thread.run_sync(facts_of, resolver, body.target)
     return {
         "license": facts.license or "",

@@ -11,9 +11,9 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from inhouse.api.metrics import RequestTracker
 from inhouse.api.openai.results import collect, finish_reason, tracked
 from inhouse.api.openai.serving import ChoiceEvent, Prepared
+from inhouse.api.watch import RequestWatch
 from inhouse.errors import InhouseError
 
 Piece = Callable[[str], dict[str, Any]]  # text -> the fields that carry it (message / response)
@@ -72,7 +72,7 @@ class Answer:
     model: str
     piece: Piece
     timing: Timing
-    tracker: RequestTracker
+    tracker: RequestWatch
     after: AfterDone | None = None
 
     def chunk(self, text: str) -> dict[str, Any]:

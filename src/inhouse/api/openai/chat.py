@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from inhouse.api.deps import app_state, require_api_key
-from inhouse.api.metrics import RequestTracker
+from inhouse.api.deps import app_state
+from inhouse.api.guard import guard
+from inhouse.api.watch import RequestWatch
+from inhouse.auth.policy import Permission
 
 from .results import (
     UsageCounter,
@@ -25,14 +27,17 @@ from .schemas import ChatCompletionRequest
 from .serving import Prepared
 from .tools import ParsedCall, ToolCallParser, ToolPlan
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
 
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
     state = app_state(request)
+    state.governance.check_model(request, body.model)
     prepared = await state.serving.prepare_chat(body)
-    tracker = state.metrics.track("chat")
+    tracker = await state.governance.admit_generation(
+        request, "chat", body.model, prepared, state.metrics.track("chat")
+    )
     meta = response_meta("chatcmpl", body.model, state.fingerprint)
     if body.stream:
         chunks = _stream(prepared, tracker, meta, body.include_usage())
@@ -68,7 +73,7 @@ def _message(text: str, plan: ToolPlan) -> dict[str, Any]:
 
 async def _stream(
     prepared: Prepared,
-    tracker: RequestTracker,
+    tracker: RequestWatch,
     meta: dict[str, Any],
     include_usage: bool,
 ) -> AsyncIterator[bytes]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from inhouse.api.deps import app_state, require_api_key
-from inhouse.api.metrics import RequestTracker
+from inhouse.api.deps import app_state
+from inhouse.api.guard import guard
+from inhouse.api.watch import RequestWatch
+from inhouse.auth.policy import Permission
 
 from .results import (
     UsageCounter,
@@ -24,14 +26,17 @@ from .results import (
 from .schemas import CompletionRequest
 from .serving import Prepared
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
 
 
 @router.post("/v1/completions", response_model=None)
 async def create_completion(body: CompletionRequest, request: Request) -> Response:
     state = app_state(request)
+    state.governance.check_model(request, body.model)
     prepared = await state.serving.prepare_completion(body)
-    tracker = state.metrics.track("completions")
+    tracker = await state.governance.admit_generation(
+        request, "completions", body.model, prepared, state.metrics.track("completions")
+    )
     meta = {**response_meta("cmpl", body.model, state.fingerprint), "object": "text_completion"}
     if body.stream:
         chunks = _stream(prepared, tracker, meta, body)
@@ -59,7 +64,7 @@ def _prompt_of(prepared: Prepared, body: CompletionRequest, index: int) -> str:
 
 async def _stream(
     prepared: Prepared,
-    tracker: RequestTracker,
+    tracker: RequestWatch,
     meta: dict[str, Any],
     body: CompletionRequest,
 ) -> AsyncIterator[bytes]:

@@ -18,17 +18,20 @@ from typing import Any, Literal
 import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from inhouse.api.deps import app_state, require_api_key
+from inhouse.api.deps import app_state
+from inhouse.api.governance import token_bound
+from inhouse.api.guard import guard
+from inhouse.auth.policy import Permission
 from inhouse.embeddings.service import Embedded, EmbeddingService, GGUFEmbeddings
 from inhouse.errors import InhouseError, InvalidRequest, ModelNotFound
 
 MAX_INPUTS = 2048
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
 
 
 class EmbeddingRequest(BaseModel):
@@ -43,12 +46,18 @@ class EmbeddingRequest(BaseModel):
 
 @router.post("/v1/embeddings", response_model=None)
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> Response:
+    state = app_state(request)
+    state.governance.check_model(request, body.model)
     service, model = _service_for(body.model, request)
     texts = input_texts(body.input)
-    metrics = app_state(request).metrics
-    tracker = metrics.track("embeddings")
+    metrics = state.metrics
+    admission = await state.governance.admit(
+        request, "embeddings", model, token_bound(texts), 0, metrics.track("embeddings"), choices=0
+    )
+    tracker = admission.watch()
     try:
         result = await service.embed(texts)
+        admission.set_prompt_tokens(sum(result.token_counts))
         check_dimensions(body.dimensions, int(result.vectors.shape[1]))
     except InhouseError as exc:
         tracker.done(exc.status)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from inhouse.api.metrics import RequestTracker
+from inhouse.api.watch import RequestWatch
 from inhouse.engine.request import FinishReason, TokenEvent, TokenLogprob
 from inhouse.errors import InhouseError
 
@@ -130,7 +130,7 @@ def completion_logprobs(logprobs: list[TokenLogprob], offset: int) -> dict[str, 
     }
 
 
-async def tracked(prepared: Prepared, tracker: RequestTracker) -> AsyncIterator[ChoiceEvent]:
+async def tracked(prepared: Prepared, tracker: RequestWatch) -> AsyncIterator[ChoiceEvent]:
     """The choices' events, timed into the metrics as they pass."""
     async for item in Serving.run(prepared):
         tracker.on_event(item.event)
@@ -146,7 +146,7 @@ def response_meta(id_prefix: str, model: str, fingerprint: str) -> dict[str, Any
     }
 
 
-async def collect_tracked(prepared: Prepared, tracker: RequestTracker) -> Collected:
+async def collect_tracked(prepared: Prepared, tracker: RequestWatch) -> Collected:
     """Every choice's whole output (non-streaming), with the request's status recorded."""
     try:
         result = await collect(tracked(prepared, tracker), prepared)
@@ -157,9 +157,7 @@ async def collect_tracked(prepared: Prepared, tracker: RequestTracker) -> Collec
     return result
 
 
-async def guarded_sse(
-    chunks: AsyncIterator[bytes], tracker: RequestTracker
-) -> AsyncIterator[bytes]:
+async def guarded_sse(chunks: AsyncIterator[bytes], tracker: RequestWatch) -> AsyncIterator[bytes]:
     """SSE framing around a stream: a failure becomes an error event; always ends in [DONE]."""
     status = 200
     try:

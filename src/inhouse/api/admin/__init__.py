@@ -1,0 +1,14 @@
+"""The admin API (/admin/...): what the CLI does, over HTTP, for the web UI and scripts."""
+
+from fastapi import APIRouter
+
+from . import audit, groups, keys, session, usage, users
+
+routers: tuple[APIRouter, ...] = (
+    session.router,
+    users.router,
+    groups.router,
+    keys.router,
+    usage.router,
+    audit.router,
+)

@@ -1,0 +1,50 @@
+"""/admin/audit: prove the trail intact, export it for a SIEM."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from inhouse.api.deps import app_state
+from inhouse.api.guard import client_ip, guard, principal_of
+from inhouse.auth.policy import Permission
+from inhouse.ledger.audit import export, load_audit_key, verify
+from inhouse.ledger.periods import parse_since
+
+router = APIRouter(prefix="/admin/audit", dependencies=[guard(Permission.AUDIT_READ)])
+MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+
+
+@router.get("/verify")
+def verify_trail(request: Request) -> dict[str, Any]:
+    state = app_state(request)
+    result = verify(state.db, load_audit_key(state.settings.audit_key_path()))
+    return {
+        "ok": result.ok,
+        "entries": result.entries,
+        "checkpoints": result.checkpoints,
+        "first_bad_seq": result.first_bad_seq,
+        "problem": result.problem,
+    }
+
+
+@router.get("/export")
+def export_trail(request: Request, since: str = "7d", format: str = "jsonl") -> Response:
+    """The entries since then, oldest first; the export itself is audited."""
+    state = app_state(request)
+    start = parse_since(since, time.time())
+    out = io.StringIO()
+    count = export(state.db, start, format, out)
+    with state.db.write() as session:
+        state.audit.record(
+            session,
+            principal_of(request).actor,
+            "audit.export",
+            format,
+            {"since": start, "entries": count},
+            client_ip(request),
+        )
+    return Response(out.getvalue(), media_type=MEDIA.get(format, "text/plain"))

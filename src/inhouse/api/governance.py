@@ -1,0 +1,210 @@
+"""Around every model request: model permission, quota reservation, then (however the request
+ends) settlement, a usage row and an audit entry in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anyio
+from fastapi import Request
+
+from inhouse.api.guard import client_ip, principal_of
+from inhouse.api.openai.serving import Prepared
+from inhouse.api.watch import RequestWatch, Watches
+from inhouse.auth.policy import Principal, require_model
+from inhouse.engine.request import TokenEvent
+from inhouse.ledger import quota
+from inhouse.ledger.content import ContentLog
+from inhouse.ledger.usage import Outcome, record_usage
+from inhouse.store.db import Database
+from inhouse.store.tables import ApiKey
+
+if TYPE_CHECKING:
+    from inhouse.ledger.audit import AuditTrail
+
+log = logging.getLogger("inhouse.governance")
+
+
+class Governance:
+    """Admission and settlement of model requests against the store."""
+
+    def __init__(
+        self, db: Database, audit: AuditTrail, content: ContentLog, *, enabled: bool = True
+    ) -> None:
+        self.db = db
+        self.audit = audit
+        self.content = content
+        self.enabled = enabled  # off only to measure what governance costs (benchmarks)
+
+    @staticmethod
+    def check_model(request: Request, model: str) -> None:
+        """Refuse a model outside the key's scope before anything is loaded for it."""
+        require_model(principal_of(request), model)
+
+    async def admit(
+        self,
+        request: Request,
+        endpoint: str,
+        model: str,
+        prompt_tokens: int,
+        max_new_tokens: int,
+        metrics: RequestWatch,
+        prompt_text: str = "",
+        choices: int = 1,
+    ) -> Admission:
+        """Reserve prompt + max_new_tokens against every quota, or raise QuotaExceeded (429)."""
+        principal = principal_of(request)
+        reserved = prompt_tokens + max_new_tokens
+
+        def reserve() -> str | None:
+            with self.db.write() as session:
+                return quota.reserve(session, principal.limits, reserved)
+
+        limited = self.enabled and principal.limits
+        reservation = await anyio.to_thread.run_sync(reserve) if limited else None
+        return Admission(
+            self,
+            principal,
+            model,
+            endpoint,
+            client_ip(request),
+            reservation,
+            prompt_tokens,
+            metrics,
+            prompt_text,
+            choices,
+        )
+
+    async def admit_generation(
+        self, request: Request, endpoint: str, model: str, prepared: Prepared, metrics: RequestWatch
+    ) -> Watches:
+        """Admit a prepared generation; the watch its events and its end must go through."""
+        admission = await self.admit(
+            request,
+            endpoint,
+            model,
+            prepared.prompt_tokens,
+            sum(choice.params.max_tokens for choice in prepared.choices),
+            metrics,
+            "\n\n".join(prepared.prompt_texts) if self.content.enabled else "",
+            len(prepared.choices),
+        )
+        return admission.watch()
+
+    def settle(self, admission: Admission, outcome: Outcome) -> None:
+        """Release the reservation to the real count; write usage and audit. Never raises:
+        it runs while a response ends, and a lost row must not turn into a lost response."""
+        if not self.enabled:
+            return
+        principal = admission.principal
+        try:
+            with self.db.write() as session:
+                quota.settle(session, admission.reservation, outcome.total_tokens)
+                record_usage(
+                    session,
+                    principal,
+                    admission.request_id,
+                    admission.model,
+                    admission.endpoint,
+                    outcome,
+                )
+                if principal.key_id is not None:
+                    key = session.get(ApiKey, principal.key_id)
+                    if key is not None:
+                        key.last_used_at = time.time()
+                self.audit.record(
+                    session,
+                    principal.actor,
+                    "api.request",
+                    admission.endpoint,
+                    _request_detail(admission, outcome),
+                    admission.ip,
+                )
+                self.content.record(
+                    session,
+                    admission.request_id,
+                    principal.user_id,
+                    admission.model,
+                    admission.prompt_text,
+                    "".join(admission.response),
+                )
+        except Exception:
+            log.exception("could not record usage of request %s", admission.request_id)
+
+
+def token_bound(texts: list[str]) -> int:
+    """At least as many tokens as the texts can make: none is shorter than one byte."""
+    return sum(len(text.encode("utf-8", "surrogatepass")) + 2 for text in texts)
+
+
+def _request_detail(admission: Admission, outcome: Outcome) -> dict[str, object]:
+    return {
+        "request_id": admission.request_id,
+        "model": admission.model,
+        "status": outcome.status,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "latency_ms": round(outcome.latency_ms, 2),
+    }
+
+
+@dataclass
+class Admission:
+    """One admitted request: counts tokens as they stream and settles once, at its end."""
+
+    governance: Governance
+    principal: Principal
+    model: str
+    endpoint: str
+    ip: str | None
+    reservation: str | None
+    prompt_tokens: int
+    metrics: RequestWatch
+    prompt_text: str = ""
+    choices: int = 1  # engine requests whose end is expected (0: no token stream)
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+    generated: dict[str, int] = field(default_factory=dict)  # engine request id -> tokens
+    finished: set[str] = field(default_factory=set)
+    cached_tokens: int = 0
+    response: list[str] = field(default_factory=list)
+    settled: bool = False
+
+    def set_prompt_tokens(self, tokens: int) -> None:
+        """The real count, once known (embeddings are counted by their model)."""
+        self.prompt_tokens = tokens
+
+    def watch(self) -> Watches:
+        return Watches(self.metrics, self)
+
+    def on_event(self, event: TokenEvent) -> None:
+        rid = event.request_id
+        if event.finish_reason is None:
+            self.generated[rid] = self.generated.get(rid, 0) + 1
+        else:
+            self.generated[rid] = event.completion_tokens
+            self.finished.add(rid)
+            self.cached_tokens = max(self.cached_tokens, event.cached_tokens)
+        if self.governance.content.enabled and event.text:
+            self.response.append(event.text)
+
+    def done(self, status: int) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        if status != 200:
+            label = f"error_{status}"
+        else:
+            label = "ok" if len(self.finished) >= self.choices else "aborted"
+        outcome = Outcome(
+            self.prompt_tokens,
+            sum(self.generated.values()),
+            self.cached_tokens,
+            (time.perf_counter() - self.started) * 1000,
+            label,
+        )
+        self.governance.settle(self, outcome)

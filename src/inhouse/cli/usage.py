@@ -1,0 +1,184 @@
+"""`inhouse usage ...`: who used what, and what it would have cost elsewhere; errors exit 2."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from inhouse.config import Settings, load_settings
+from inhouse.errors import InhouseError
+
+if TYPE_CHECKING:
+    from inhouse.ledger.reports import SavingsReport, SavingsRow
+
+EXIT_REFUSED = 2
+
+usage_app = typer.Typer(
+    help="Usage reports: tokens, requests and latency; `usage savings` for costs.",
+    invoke_without_command=True,
+)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML settings file (section: costs).")
+]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", help=f"{Settings.model_fields['home'].description} [env INHOUSE_HOME]"),
+]
+SinceOpt = Annotated[
+    str,
+    typer.Option(
+        "--since",
+        help="Window start: a duration back from now (30d, 12h, 2w) or a UTC date (2026-11-01).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+
+
+@usage_app.callback()
+def usage(
+    ctx: typer.Context,
+    by: Annotated[
+        str, typer.Option("--by", help="Group rows by: user, group, model, key or day.")
+    ] = "user",
+    since: SinceOpt = "30d",
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Tokens, requests, errors and latency per user, group, model, key or day."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from inhouse.cli.context import opened_store
+    from inhouse.ledger.reports import usage_report
+
+    with _refusals():
+        settings = _settings(config, home)
+        start, end = _window(since)
+        with opened_store(settings) as db, db.read() as session:
+            rows = usage_report(session, start, end, by)
+    if as_json:
+        body = {"by": by, "since": start, "until": end, "rows": [r.as_dict() for r in rows]}
+        typer.echo(json.dumps(body, indent=2))
+        return
+    typer.echo(f"usage by {by} since {_when(start)}")
+    if not rows:
+        typer.echo("no requests in this window")
+        return
+    header = [by.upper(), "REQUESTS", "PROMPT", "COMPLETION", "CACHED", "ERRORS", "AVG MS"]
+    counts = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "errors")
+    cells = [
+        [r.label, *(f"{getattr(r, name):,}" for name in counts), f"{r.avg_latency_ms:,.0f}"]
+        for r in rows
+    ]
+    _table(header, cells, text_columns=1)
+
+
+@usage_app.command("savings")
+def savings(
+    since: SinceOpt = "30d",
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """What this traffic would have cost at commercial APIs, against its cost here."""
+    from inhouse.cli.context import opened_store
+    from inhouse.ledger.prices import load_prices
+    from inhouse.ledger.reports import savings_report
+
+    with _refusals():
+        settings = _settings(config, home)
+        start, end = _window(since)
+        prices = load_prices(settings.costs.price_file)
+        with opened_store(settings) as db, db.read() as session:
+            report = savings_report(session, start, end, prices, settings.costs)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    _print_savings(report, settings.costs.price_file)
+
+
+def _settings(config: Path | None, home: Path | None) -> Settings:
+    return load_settings(config, **({"home": home} if home else {}))
+
+
+def _window(since: str) -> tuple[float, float]:
+    from inhouse.ledger.periods import parse_since
+
+    now = time.time()
+    return parse_since(since, now), now
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """Turn typed errors (a bad --by, --since or price file) into `error: ...` and exit 2."""
+    try:
+        yield
+    except InhouseError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(EXIT_REFUSED) from None
+
+
+def _when(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _places(report: SavingsReport) -> int:
+    """Cents for sums a person budgets; four decimals when the whole report is under $1."""
+    largest = max([*report.total.api_costs.values(), report.total.local_cost], default=0.0)
+    return 2 if largest >= 1 else 4
+
+
+def _print_savings(report: SavingsReport, price_file: Path | None) -> None:
+    typer.echo(f"savings since {_when(report.since)} ({report.currency})")
+    if not report.rows:
+        typer.echo("no requests in this window")
+    else:
+        header = ["TEAM", "MODEL", "REQUESTS", "TOKENS", *report.apis]
+        header += ["HERE", "SAVED VS PRICIEST", "SAVED VS CHEAPEST"]
+        places = _places(report)
+        cells = [_savings_cells(row, report.apis, places) for row in [*report.rows, report.total]]
+        _table(header, cells, text_columns=2)
+    source = price_file or "the bundled table"
+    typer.echo(
+        f"\nprices: table {report.price_version} of {report.price_as_of}, "
+        f"{report.currency} per 1M tokens, from {source} (edit it, or set costs.price_file)"
+    )
+    typer.echo(
+        f"here: {report.cost_basis}; {report.hours:,.1f} h in the window = "
+        f"${report.machine_cost:,.2f}"
+    )
+    typer.echo(
+        "The machine costs the same busy or idle: its cost over the whole window is shared "
+        "among rows by their share of all tokens served."
+    )
+
+
+def _savings_cells(row: SavingsRow, apis: Sequence[str], places: int) -> list[str]:
+    costs = [row.api_costs[name] for name in apis]
+    money = [*costs, row.local_cost, max(costs) - row.local_cost, min(costs) - row.local_cost]
+    return [
+        row.team,
+        row.model,
+        f"{row.requests:,}",
+        f"{row.total_tokens:,}",
+        *(f"{amount:,.{places}f}" for amount in money),
+    ]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int) -> None:
+    """Text left-aligned in the first `text_columns` columns, numbers right-aligned after."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = (
+            cell.ljust(width) if i < text_columns else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        )
+        typer.echo("  ".join(cells).rstrip())

@@ -1,0 +1,52 @@
+"""The usage ledger: one row per model request, written when it ends, however it ends."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from inhouse.auth.policy import Principal
+from inhouse.store.tables import UsageRecord
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a request ended and what it consumed."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    latency_ms: float
+    status: str  # "ok" | "aborted" | an error code
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def record_usage(
+    session: Session,
+    principal: Principal,
+    request_id: str,
+    model: str,
+    endpoint: str,
+    outcome: Outcome,
+) -> None:
+    session.add(
+        UsageRecord(
+            ts=time.time(),
+            request_id=request_id,
+            user_id=principal.user_id,
+            key_id=principal.key_id,
+            group_id=principal.billing_group,
+            model=model,
+            endpoint=endpoint,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            cached_tokens=outcome.cached_tokens,
+            latency_ms=outcome.latency_ms,
+            status=outcome.status,
+        )
+    )
