@@ -39,17 +39,17 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inhouse.api.app import create_app  # noqa: E402
-from inhouse.auth.bootstrap import ensure_admin  # noqa: E402
-from inhouse.auth.directory import Directory  # noqa: E402
-from inhouse.auth.limits import LimitsUpdate  # noqa: E402
-from inhouse.config import load_settings  # noqa: E402
-from inhouse.engine.client import AsyncEngine  # noqa: E402
-from inhouse.engine.scheduler import Scheduler  # noqa: E402
-from inhouse.ledger.audit import AuditTrail, load_audit_key, verify  # noqa: E402
-from inhouse.models.resolver import SingleModel  # noqa: E402
-from inhouse.store.db import open_database  # noqa: E402
-from tests.fakes import FakeRunner  # noqa: E402
+from inhouse.api.app import create_app
+from inhouse.auth.bootstrap import ensure_admin
+from inhouse.auth.directory import Directory
+from inhouse.auth.limits import LimitsUpdate
+from inhouse.config import load_settings
+from inhouse.engine.client import AsyncEngine
+from inhouse.engine.scheduler import Scheduler
+from inhouse.ledger.audit import AuditTrail, load_audit_key, verify
+from inhouse.models.resolver import SingleModel
+from inhouse.store.db import open_database
+from tests.fakes import FakeRunner
 
 DEFAULT_OUT = Path("benchmarks/results/governance_bench.json")
 BODY = {"model": "fake", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
@@ -72,7 +72,8 @@ def free_port() -> int:
 def engine() -> AsyncEngine:
     runner = FakeRunner()
     return AsyncEngine(
-        runner, Scheduler(kv_cells=runner.kv_cells, max_running=16, n_batch=512, cache_slots=0),
+        runner,
+        Scheduler(kv_cells=runner.kv_cells, max_running=16, n_batch=512, cache_slots=0),
         max_queue=512,
     )
 
@@ -101,9 +102,7 @@ def serving(name: str, *, auth: bool, governed: bool, store_url: str = "") -> It
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         key = governed_key(home, store_url) if auth else "none"
-        settings = load_settings(
-            None, home=home, auth={"enabled": auth}, store={"url": store_url}
-        )
+        settings = load_settings(None, home=home, auth={"enabled": auth}, store={"url": store_url})
         app = create_app(
             settings,
             resolver=SingleModel("fake", Path("/dev/null")),
@@ -112,7 +111,14 @@ def serving(name: str, *, auth: bool, governed: bool, store_url: str = "") -> It
         )
         port = free_port()
         server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", loop="asyncio")
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                loop="asyncio",
+                proxy_headers=False,
+            )
         )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -225,16 +231,16 @@ def main() -> None:
     with contextlib_exit_stack() as stack:
         if args.postgres:
             pg = stack.enter_context(postgres_schema(args.postgres))
-            configs.append(("governed (PostgreSQL)", {"auth": True, "governed": True, "store_url": pg}))
+            configs.append(
+                ("governed (PostgreSQL)", {"auth": True, "governed": True, "store_url": pg})
+            )
             latencies["governed (PostgreSQL)"] = []
         targets = [stack.enter_context(serving(name, **options)) for name, options in configs]
         for round_ in range(args.rounds):
             for target in targets if round_ % 2 == 0 else reversed(targets):
                 latencies[target.name] += sequential(target, args.requests)
         for target in targets:
-            throughput[target.name] = asyncio.run(
-                concurrent(target, args.clients, args.per_client)
-            )
+            throughput[target.name] = asyncio.run(concurrent(target, args.clients, args.per_client))
     audit = {"SQLite": audit_rates("", args.audit_entries)}
     if args.postgres:
         with postgres_schema(args.postgres) as pg:
@@ -285,8 +291,10 @@ def report(
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "latency": rows,
-                    "audit": audit}, indent=2)
+        json.dumps(
+            {"args": {k: str(v) for k, v in vars(args).items()}, "latency": rows, "audit": audit},
+            indent=2,
+        )
     )
     print(f"\nwrote {args.out}")
 

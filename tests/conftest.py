@@ -123,7 +123,9 @@ class Served:
 def serve(app: FastAPI, key: str) -> Iterator[Served]:
     """Run `app` under uvicorn on a free loopback port in a background thread."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -100,6 +100,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await chores
             await pool.close()
+            state.governance.close()
             db.close()
 
     app = FastAPI(title="inhouse", version=__version__, lifespan=lifespan)

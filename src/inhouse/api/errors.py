@@ -72,9 +72,29 @@ async def _inhouse_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    refusal = await _unauthenticated(request)
+    if refusal is not None:
+        return refusal
     message, param = _describe(exc.errors()[0]) if exc.errors() else ("Invalid request.", None)
     body = error_body(message, "invalid_request_error", "invalid_value", param)
     return _render(request.url.path, 400, body)
+
+
+async def _unauthenticated(request: Request) -> JSONResponse | None:
+    """FastAPI reads the body before the route's guard runs; a caller without valid
+    credentials still gets 401, not a 400 that tells them how the body was parsed."""
+    from inhouse.api.guard import Guard, authenticate
+    from inhouse.auth.policy import Permission
+
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    calls = [d.call for d in dependant.dependencies] if dependant is not None else []
+    if not any(isinstance(c, Guard) and c.permission is not Permission.PUBLIC for c in calls):
+        return None
+    try:
+        await authenticate(request)
+    except InhouseError as refused:
+        return error_response(refused, request.url.path)
+    return None
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from inhouse.auth.limits import SubjectLimits
@@ -14,73 +16,115 @@ from inhouse.store.tables import ApiKey, Group, GroupCollection, Membership, Use
 MAX_TOKEN_CHARS = 256
 
 
+KEYS = cast(Table, ApiKey.__table__)
+USERS = cast(Table, User.__table__)
+GROUPS = cast(Table, Group.__table__)
+LIMITS = ("tokens_per_day", "tokens_per_month", "requests_per_minute")
+
+# Core statements, built once: authentication runs on every request, and building ORM
+# queries each time costs more than the database does
+KEY_LOOKUP = (
+    select(
+        KEYS.c.id,
+        KEYS.c.public_id,
+        KEYS.c.models,
+        KEYS.c.collections,
+        KEYS.c.expires_at,
+        KEYS.c.revoked_at,
+        *(KEYS.c[name] for name in LIMITS),
+        USERS.c.id.label("user_id"),
+        USERS.c.name.label("user_name"),
+        USERS.c.role,
+        USERS.c.disabled,
+        *(USERS.c[name].label(f"user_{name}") for name in LIMITS),
+    )
+    .join(USERS, USERS.c.id == KEYS.c.user_id)
+    .where(KEYS.c.key_hash == bindparam("key_hash"))
+)
+SESSION_LOOKUP = (
+    select(
+        cast(Table, WebSession.__table__).c.csrf_hash,
+        cast(Table, WebSession.__table__).c.expires_at,
+        USERS.c.id.label("user_id"),
+        USERS.c.name.label("user_name"),
+        USERS.c.role,
+        USERS.c.disabled,
+        *(USERS.c[name].label(f"user_{name}") for name in LIMITS),
+    )
+    .join(USERS, USERS.c.id == cast(Table, WebSession.__table__).c.user_id)
+    .where(cast(Table, WebSession.__table__).c.token_hash == bindparam("token_hash"))
+)
+GROUP_LOOKUP = (
+    select(GROUPS.c.id, *(GROUPS.c[name] for name in LIMITS), GroupCollection.collection)
+    .join(Membership, Membership.group_id == GROUPS.c.id)
+    .outerjoin(GroupCollection, GroupCollection.group_id == GROUPS.c.id)
+    .where(Membership.user_id == bindparam("user_id"))
+    .order_by(Membership.created_at, GROUPS.c.id)
+)
+
+
 def principal_for_key(session: Session, secret: str, now: float) -> Principal:
     """The key's principal, or Unauthorized saying why (unknown, revoked, expired, disabled)."""
     if not secret.startswith(KEY_PREFIX) or len(secret) > MAX_TOKEN_CHARS:
         raise Unauthorized("Incorrect API key provided.", code="invalid_api_key")
-    row = session.execute(
-        select(ApiKey, User)
-        .join(User, User.id == ApiKey.user_id)
-        .where(ApiKey.key_hash == token_hash(secret))
-    ).one_or_none()
+    connection = session.connection()
+    row = connection.execute(KEY_LOOKUP, {"key_hash": token_hash(secret)}).one_or_none()
     if row is None:
         raise Unauthorized("Incorrect API key provided.", code="invalid_api_key")
-    key, user = row
-    if key.revoked_at is not None:
+    if row.revoked_at is not None:
         raise Unauthorized("This API key has been revoked.", code="revoked_api_key")
-    if key.expires_at is not None and key.expires_at <= now:
+    if row.expires_at is not None and row.expires_at <= now:
         raise Unauthorized("This API key has expired.", code="expired_api_key")
-    if user.disabled:
+    if row.disabled:
         raise Unauthorized("The account of this API key is disabled.", code="account_disabled")
-    return load_principal(session, user, "key", key)
+    key_limits = SubjectLimits("key", row.id, *(row._mapping[name] for name in LIMITS))
+    return _principal(connection, row, "key", key_limits)
 
 
 def principal_for_session(session: Session, token: str, now: float) -> tuple[Principal, str]:
     """A signed-in browser's principal and its session's CSRF token hash."""
     if len(token) > MAX_TOKEN_CHARS:
         raise Unauthorized("Your session is not valid; sign in again.", code="invalid_session")
-    row = session.execute(
-        select(WebSession, User)
-        .join(User, User.id == WebSession.user_id)
-        .where(WebSession.token_hash == token_hash(token))
-    ).one_or_none()
+    connection = session.connection()
+    row = connection.execute(SESSION_LOOKUP, {"token_hash": token_hash(token)}).one_or_none()
     if row is None:
         raise Unauthorized("Your session is not valid; sign in again.", code="invalid_session")
-    web, user = row
-    if web.expires_at <= now or user.disabled:
+    if row.expires_at <= now or row.disabled:
         raise Unauthorized("Your session has expired; sign in again.", code="invalid_session")
-    return load_principal(session, user, "session"), web.csrf_hash
+    return _principal(connection, row, "session", None), row.csrf_hash
 
 
-def load_principal(session: Session, user: User, via: str, key: ApiKey | None = None) -> Principal:
-    """The user's groups (billing group first) and readable collections, within the key's scope."""
-    memberships = session.execute(
-        select(Group, GroupCollection.collection)
-        .join(Membership, Membership.group_id == Group.id)
-        .outerjoin(GroupCollection, GroupCollection.group_id == Group.id)
-        .where(Membership.user_id == user.id)
-        .order_by(Membership.created_at, Group.id)
-    ).all()
-    groups = list({group.id: group for group, _ in memberships}.values())
-    limits = [SubjectLimits.of("key", key)] if key is not None else []
-    limits.append(SubjectLimits.of("user", user))
-    limits += [SubjectLimits.of("group", group) for group in groups]
-    role = Role(user.role)
-    collections: frozenset[str] | None = None
-    if role is not Role.ADMIN:
-        collections = frozenset(c for _, c in memberships if c is not None)
-    if key is not None and key.collections is not None:
-        scope = frozenset(key.collections)
+def _principal(
+    connection: Connection, row: Any, via: str, key_limits: SubjectLimits | None
+) -> Principal:
+    """The user's groups (billing group first) and collections, within the key's scope."""
+    memberships = connection.execute(GROUP_LOOKUP, {"user_id": row.user_id}).all()
+    groups: dict[int, SubjectLimits] = {}
+    granted: set[str] = set()
+    for group in memberships:
+        groups.setdefault(
+            group.id, SubjectLimits("group", group.id, *(group._mapping[n] for n in LIMITS))
+        )
+        if group.collection is not None:
+            granted.add(group.collection)
+    role = Role(row.role)
+    collections: frozenset[str] | None = None if role is Role.ADMIN else frozenset(granted)
+    is_key = key_limits is not None
+    if is_key and row.collections is not None:
+        scope = frozenset(row.collections)
         collections = scope if collections is None else collections & scope
+    user_limits = SubjectLimits("user", row.user_id, *(row._mapping[f"user_{n}"] for n in LIMITS))
+    limits = [key_limits] if key_limits is not None else []
+    limits += [user_limits, *groups.values()]
     return Principal(
-        user_id=user.id,
-        user_name=user.name,
+        user_id=row.user_id,
+        user_name=row.user_name,
         role=role,
         via=via,
-        key_id=key.id if key else None,
-        key_public_id=key.public_id if key else None,
-        group_ids=tuple(group.id for group in groups),
-        models=None if key is None or key.models is None else frozenset(key.models),
+        key_id=row.id if is_key else None,
+        key_public_id=row.public_id if is_key else None,
+        group_ids=tuple(groups),
+        models=frozenset(row.models) if is_key and row.models is not None else None,
         collections=collections,
         limits=tuple(subject for subject in limits if subject.any),
     )

@@ -70,5 +70,6 @@ def run_server(app: FastAPI, host: str, port: int, graceful_s: float) -> None:
         timeout_graceful_shutdown=max(1, int(graceful_s)),
         lifespan="on",
         loop="asyncio",  # uvloop's sockets bypass the audit hook the air-gap relies on
+        proxy_headers=False,  # X-Forwarded-For is client-controlled: audit the socket's peer
     )
     DrainingServer(config, app.state.inhouse, graceful_s).run()

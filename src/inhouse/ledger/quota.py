@@ -14,8 +14,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,9 @@ from inhouse.auth.limits import SubjectLimits
 from inhouse.errors import QuotaExceeded
 from inhouse.store.tables import QuotaCounter, Reservation, UsageRecord
 
-COUNTERS = QuotaCounter.__table__.c
+COUNTER_TABLE = cast(Table, QuotaCounter.__table__)
+RESERVATIONS = cast(Table, Reservation.__table__)
+COUNTERS = COUNTER_TABLE.c
 STALE_AFTER_S = 3600.0  # a reservation this old outlived any request: its server crashed
 
 
@@ -55,6 +58,60 @@ def windows(now: float) -> tuple[Window, Window, Window]:
     )
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One counter a request must fit in: `amount` more of `column`, within `limit`."""
+
+    subject: SubjectLimits
+    window: Window
+    column: str  # "reserved" (tokens) | "used" (requests per minute)
+    amount: int
+    limit: int
+
+    @property
+    def order(self) -> tuple[str, int, str]:
+        # every transaction locks counters in this one order, so two can never deadlock
+        return (self.subject.scope, self.subject.subject_id, self.window.name)
+
+
+def _claims(limits: tuple[SubjectLimits, ...], tokens: int, now: float) -> list[Claim]:
+    day, month, minute = windows(now)
+    claims: list[Claim] = []
+    for subject in limits:
+        for window, limit in ((day, subject.tokens_per_day), (month, subject.tokens_per_month)):
+            if limit is not None:
+                claims.append(Claim(subject, window, "reserved", tokens, limit))
+        if subject.requests_per_minute is not None:
+            claims.append(Claim(subject, minute, "used", 1, subject.requests_per_minute))
+    return sorted(claims, key=lambda claim: claim.order)
+
+
+def _take_statement(column: str) -> Any:
+    """UPDATE one counter by its key if the claim still fits; RETURNING its id (Core, cached)."""
+    return (
+        update(COUNTER_TABLE)
+        .where(
+            COUNTERS.scope == bindparam("b_scope"),
+            COUNTERS.subject_id == bindparam("b_subject_id"),
+            COUNTERS.window == bindparam("window_name"),
+            COUNTERS.used + COUNTERS.reserved + bindparam("amount") <= bindparam("limit"),
+        )
+        .values({column: COUNTERS[column] + bindparam("amount")})
+        .returning(COUNTERS.id)
+    )
+
+
+TAKE = {column: _take_statement(column) for column in ("reserved", "used")}
+SETTLE = (
+    update(COUNTER_TABLE)
+    .where(COUNTERS.id == bindparam("counter_id"))
+    .values(
+        reserved=COUNTERS.reserved - bindparam("held"),
+        used=COUNTERS.used + bindparam("spent"),
+    )
+)
+
+
 def reserve(session: Session, limits: tuple[SubjectLimits, ...], tokens: int) -> str | None:
     """Hold `tokens` (and one request) against every limit; the reservation id, or None when
     nothing limits this principal. Raises QuotaExceeded (with Retry-After) when one is full;
@@ -62,62 +119,58 @@ def reserve(session: Session, limits: tuple[SubjectLimits, ...], tokens: int) ->
     if not limits:
         return None
     now = time.time()
-    day, month, minute = windows(now)
+    connection = session.connection()
     held: list[int] = []
-    for subject in limits:
-        for window, limit in ((day, subject.tokens_per_day), (month, subject.tokens_per_month)):
-            if limit is not None:
-                held.append(_take(session, subject, window, "reserved", tokens, limit, now))
-        if subject.requests_per_minute is not None:
-            _take(session, subject, minute, "used", 1, subject.requests_per_minute, now)
+    for claim in _claims(limits, tokens, now):
+        counter_id = _take(session, connection, claim, now)
+        if claim.column == "reserved":
+            held.append(counter_id)
     reservation_id = uuid.uuid4().hex
-    session.add(Reservation(id=reservation_id, tokens=tokens, counter_ids=held, created_at=now))
+    connection.execute(
+        insert(RESERVATIONS).values(
+            id=reservation_id, tokens=tokens, counter_ids=held, created_at=now
+        )
+    )
     return reservation_id
 
 
-def _take(
-    session: Session,
-    subject: SubjectLimits,
-    window: Window,
-    column: str,
-    amount: int,
-    limit: int,
-    now: float,
-) -> int:
-    """Add `amount` to the counter's `column` if the total stays within `limit`; its id."""
-    if amount > limit:
-        raise _exceeded(session, subject, window, column, amount, limit, now)
-    counter_id = _counter(session, subject, window, seed=column == "reserved")
-    taken: int | None = session.scalar(
-        update(QuotaCounter)
-        .where(
-            QuotaCounter.id == counter_id,
-            QuotaCounter.used + QuotaCounter.reserved + amount <= limit,
-        )
-        .values({column: COUNTERS[column] + amount})
-        .returning(QuotaCounter.id)
-    )
+def _take(session: Session, connection: Connection, claim: Claim, now: float) -> int:
+    """Add the claim to its counter if the total stays within the limit; the counter's id."""
+    if claim.amount > claim.limit:
+        raise _exceeded(session, claim, now)
+    params = {
+        "b_scope": claim.subject.scope,
+        "b_subject_id": claim.subject.subject_id,
+        "window_name": claim.window.name,
+        "amount": claim.amount,
+        "limit": claim.limit,
+    }
+    taken: int | None = connection.execute(TAKE[claim.column], params).scalar()
+    if taken is None and _create_counter(session, claim):
+        taken = connection.execute(TAKE[claim.column], params).scalar()
     if taken is None:
-        raise _exceeded(session, subject, window, column, amount, limit, now)
-    return counter_id
+        raise _exceeded(session, claim, now)
+    return taken
 
 
-def _counter(session: Session, subject: SubjectLimits, window: Window, *, seed: bool) -> int:
-    """The counter's id, creating it on first use; a token counter starts from what the
-    usage ledger already holds for the window, so a limit set at noon counts the morning."""
-    where = (
-        QuotaCounter.scope == subject.scope,
-        QuotaCounter.subject_id == subject.subject_id,
-        QuotaCounter.window == window.name,
+def _create_counter(session: Session, claim: Claim) -> bool:
+    """Create the claim's counter if it is missing (True); a token counter starts from what
+    the usage ledger already holds for its window, so a limit set at noon counts the morning."""
+    subject, window = claim.subject, claim.window
+    exists = session.scalar(
+        select(QuotaCounter.id).where(
+            QuotaCounter.scope == subject.scope,
+            QuotaCounter.subject_id == subject.subject_id,
+            QuotaCounter.window == window.name,
+        )
     )
-    found: int | None = session.scalar(select(QuotaCounter.id).where(*where))
-    if found is not None:
-        return found
+    if exists is not None:
+        return False
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    used = _used_so_far(session, subject, window) if seed else 0
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    used = _used_so_far(session, subject, window) if claim.column == "reserved" else 0
     session.execute(
-        insert(QuotaCounter)
+        upsert(QuotaCounter)
         .values(
             scope=subject.scope,
             subject_id=subject.subject_id,
@@ -128,7 +181,7 @@ def _counter(session: Session, subject: SubjectLimits, window: Window, *, seed: 
         )
         .on_conflict_do_nothing(index_elements=["scope", "subject_id", "window"])
     )
-    return session.execute(select(QuotaCounter.id).where(*where)).scalar_one()
+    return True
 
 
 def _used_so_far(session: Session, subject: SubjectLimits, window: Window) -> int:
@@ -145,15 +198,8 @@ def _used_so_far(session: Session, subject: SubjectLimits, window: Window) -> in
     return int(total or 0)
 
 
-def _exceeded(
-    session: Session,
-    subject: SubjectLimits,
-    window: Window,
-    column: str,
-    amount: int,
-    limit: int,
-    now: float,
-) -> QuotaExceeded:
+def _exceeded(session: Session, claim: Claim, now: float) -> QuotaExceeded:
+    subject, window, limit, amount = claim.subject, claim.window, claim.limit, claim.amount
     taken = session.execute(
         select(COUNTERS.used + COUNTERS.reserved).where(
             COUNTERS.scope == subject.scope,
@@ -162,7 +208,7 @@ def _exceeded(
         )
     ).scalar_one_or_none()
     retry_after = max(1, math.ceil(window.ends_at - now))
-    if column == "used":
+    if claim.column == "used":
         message = f"Rate limit reached: this {subject.scope} may send {limit} requests per minute."
         return QuotaExceeded(message, retry_after=retry_after, code="rate_limit_exceeded")
     message = (
@@ -182,19 +228,16 @@ def settle(session: Session, reservation_id: str | None, tokens: int) -> None:
     """Replace the reservation by the real token count; settling twice changes nothing."""
     if reservation_id is None:
         return
-    reservation = session.get(Reservation, reservation_id)
-    if reservation is None:
+    connection = session.connection()
+    row = connection.execute(
+        select(Reservation.tokens, Reservation.counter_ids).where(Reservation.id == reservation_id)
+    ).one_or_none()
+    if row is None:
         return
-    if reservation.counter_ids:
-        session.execute(
-            update(QuotaCounter)
-            .where(QuotaCounter.id.in_(reservation.counter_ids))
-            .values(
-                reserved=QuotaCounter.reserved - reservation.tokens,
-                used=QuotaCounter.used + tokens,
-            )
-        )
-    session.delete(reservation)
+    held, counter_ids = row
+    for counter_id in counter_ids:  # in the order they were taken: the one lock order
+        connection.execute(SETTLE, {"counter_id": counter_id, "held": held, "spent": tokens})
+    connection.execute(delete(RESERVATIONS).where(Reservation.id == reservation_id))
 
 
 def release_stale(session: Session, now: float, older_than: float = STALE_AFTER_S) -> int:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from inhouse.auth.policy import Principal
 from inhouse.store.tables import UsageRecord
+
+USAGE = cast(Table, UsageRecord.__table__)
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,8 @@ def record_usage(
     endpoint: str,
     outcome: Outcome,
 ) -> None:
-    session.add(
-        UsageRecord(
+    session.connection().execute(
+        insert(USAGE).values(
             ts=time.time(),
             request_id=request_id,
             user_id=principal.user_id,

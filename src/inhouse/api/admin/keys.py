@@ -15,7 +15,8 @@ from inhouse.auth.directory import Directory
 from inhouse.auth.policy import Permission, Principal, allows
 from inhouse.errors import NotFound
 
-router = APIRouter(prefix="/admin/keys", dependencies=[guard(Permission.KEYS_OWN)])
+router = APIRouter(prefix="/admin/keys")
+OWN = [guard(Permission.KEYS_OWN)]
 
 
 class NewKey(LimitsBody):
@@ -43,7 +44,7 @@ def _writable_owner(principal: Principal) -> int | None:
     return principal.user_id if principal.user_id is not None else -1
 
 
-@router.get("")
+@router.get("", dependencies=OWN)
 def list_keys(request: Request, user: str | None = None) -> dict[str, Any]:
     principal = principal_of(request)
     with directory_for(request, write=False) as directory:
@@ -51,7 +52,7 @@ def list_keys(request: Request, user: str | None = None) -> dict[str, Any]:
         return {"keys": [key_view(directory, k) for k in directory.keys(owner)]}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, dependencies=OWN)
 def create_key(body: NewKey, request: Request) -> dict[str, Any]:
     """A new key; its secret is in this response only."""
     principal = principal_of(request)
@@ -73,7 +74,7 @@ def create_key(body: NewKey, request: Request) -> dict[str, Any]:
         return {**key_view(directory, key), "key": secret}
 
 
-@router.get("/{public_id}")
+@router.get("/{public_id}", dependencies=OWN)
 def get_key(public_id: str, request: Request) -> dict[str, Any]:
     principal = principal_of(request)
     with directory_for(request, write=False) as directory:
@@ -87,7 +88,7 @@ def change_key(public_id: str, body: LimitsBody, request: Request) -> dict[str, 
         return key_view(directory, directory.update_key(public_id, body.update()))
 
 
-@router.delete("/{public_id}")
+@router.delete("/{public_id}", dependencies=OWN)
 def revoke_key(public_id: str, request: Request) -> dict[str, Any]:
     """Revoke now: the key fails from its next request on."""
     principal = principal_of(request)

@@ -74,7 +74,8 @@ async def show(
 async def ps(request: Request) -> dict[str, Any]:
     """The models loaded now; memory is all in RAM (size_vram 0)."""
     state = app_state(request)
-    loaded = state.pool.loaded
+    principal = principal_of(request)
+    loaded = [m for m in state.pool.loaded if may_use_model(principal, m.spec.name)]
     names = [m.spec.name for m in loaded]
     facts = await anyio.to_thread.run_sync(_facts_or_sparse, state.serving.resolver, names)
     keep_alive_s = state.pool.keep_alive_s
