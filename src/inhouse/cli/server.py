@@ -16,6 +16,9 @@ from inhouse.api.deps import AppState
 log = logging.getLogger("inhouse")
 
 
+FLUSH_S = 0.5
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -53,6 +56,8 @@ class DrainingServer(uvicorn.Server):
         deadline = time.monotonic() + self.graceful_s
         while self.state.pool.num_pending and time.monotonic() < deadline:
             time.sleep(0.05)
+        # the engine is done; give the responses a moment to send their last chunks
+        time.sleep(min(FLUSH_S, max(0.0, deadline - time.monotonic())))
         self._exit(sig, frame)
 
     def _exit(self, sig: int, frame: FrameType | None) -> None:
