@@ -78,6 +78,7 @@ def store_rows(served: Served, *, skip: frozenset[str] = frozenset()) -> dict[st
     from inhouse.store.tables import Base
 
     rows: dict[str, list[str]] = {}
+    served.app.state.inhouse.governance.writer.flush()  # usage and settlements come behind
     with served.app.state.inhouse.db.read() as session:
         for table in Base.metadata.sorted_tables:
             if table.name in skip:
@@ -98,6 +99,7 @@ def audit_entries(served: Served, after_seq: int = 0) -> list[dict[str, Any]]:
 
     from inhouse.store.tables import AuditEntry
 
+    served.app.state.inhouse.governance.writer.flush()
     with served.app.state.inhouse.db.read() as session:
         query = select(AuditEntry).where(AuditEntry.seq > after_seq).order_by(AuditEntry.seq)
         return [

@@ -22,12 +22,7 @@ from fastapi.routing import APIRoute
 from inhouse.api.app import create_app
 from inhouse.api.guard import Guard
 from inhouse.models.resolver import SingleModel
-from tests.conftest import (
-    Served,
-    fake_engine,
-    make_settings,
-    serve_fake,
-)
+from tests.conftest import Served, fake_engine, make_settings, serve_fake
 from tests.fakes import FakeRunner
 from tests.governance.helpers import (
     admin,
@@ -286,23 +281,31 @@ def test_a_key_for_another_user_by_body_is_refused_and_none_is_made(world: World
     assert [k["id"] for k in bobs] == [bob.key_id]
 
 
-def test_a_member_creates_keys_for_herself_and_they_reach_only_her_collections(
-    world: World,
-) -> None:
-    served, alice, bob = world.served, world.alice, world.bob
+def test_a_member_creates_keys_for_herself_only(world: World) -> None:
+    served, alice = world.served, world.alice
     with alice.client(served) as client:
-        plain = client.post("/admin/keys", json={"name": "second"})
-        assert plain.status_code == 201, plain.text
-        assert plain.json()["user"] == "alice"
-        # the key's collection scope names bob's collection: it narrows, it never grants
-        scoped = client.post("/admin/keys", json={"collections": [bob.collection]})
-        assert scoped.status_code in {201, *FORBIDDEN_OR_NOT_FOUND}, scoped.text
+        for body in ({"name": "second"}, {"name": "third", "user": "alice"}):
+            reply = client.post("/admin/keys", json=body)
+            assert reply.status_code == 201, reply.text
+            assert reply.json()["user"] == "alice"
+    me = httpx.get(served.base_url + "/admin/me", headers=bearer(reply.json()["key"])).json()
+    assert me["user"] == "alice" and me["collections"] == [alice.collection]
+
+
+def test_a_keys_collection_scope_narrows_and_never_grants(world: World) -> None:
+    """A member names another's collection in her new key's scope: it does not become hers
+    (a fresh member, so that the others' key lists do not echo the name)."""
+    served, bob = world.served, world.bob
+    with admin(served) as client:
+        client.post("/admin/users", json={"name": "dora"})
+        key = client.post("/admin/keys", json={"user": "dora"}).json()["key"]
+    with httpx.Client(base_url=served.base_url, headers=bearer(key), timeout=30) as dora:
+        scoped = dora.post("/admin/keys", json={"collections": [bob.collection]})
+    assert scoped.status_code in {201, *FORBIDDEN_OR_NOT_FOUND}, scoped.text
     if scoped.status_code == 201:
         me = httpx.get(served.base_url + "/admin/me", headers=bearer(scoped.json()["key"]))
-        assert me.json()["user"] == "alice"
-        assert bob.collection not in me.json()["collections"]
-    me = httpx.get(served.base_url + "/admin/me", headers=bearer(plain.json()["key"])).json()
-    assert me["collections"] == [alice.collection]
+        assert me.json()["user"] == "dora"
+        assert me.json()["collections"] == []
 
 
 def test_a_member_may_not_raise_her_role_or_lift_her_quota(world: World) -> None:
@@ -409,12 +412,16 @@ def guards_of(dependant: Any) -> list[Guard]:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> FastAPI:
-    return create_app(
+def app(tmp_path: Path) -> Iterator[FastAPI]:
+    """The app as built, not started: its routes are all this needs."""
+    built = create_app(
         make_settings(tmp_path / "home"),
         resolver=SingleModel("fake", Path("/dev/null")),
         build=lambda spec: fake_engine(FakeRunner()),
     )
+    yield built
+    built.state.inhouse.governance.close()
+    built.state.inhouse.db.close()
 
 
 def test_every_route_declares_exactly_one_permission(app: FastAPI) -> None:

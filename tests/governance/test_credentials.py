@@ -72,6 +72,7 @@ def served(
         )
         assert reply.status_code == 200, reply.text
         wait_for_usage_rows(server, 1)
+        assert store_snapshot(server)["quota_counters"]
         yield server
 
 
