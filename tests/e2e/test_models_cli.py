@@ -107,3 +107,32 @@ def test_pull_is_refused_while_air_gapped_and_says_how_to_allow_it(home: Path) -
     message = refused(home, "pull", "https://huggingface.co/org/repo/resolve/main/model.gguf")
     assert "air-gapped" in message
     assert "INHOUSE_MODELS__ALLOW_PULL_HOSTS" in message and "huggingface.co" in message
+
+
+def test_model_store_changes_are_in_the_audit_trail(home: Path, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from inhouse.ledger.audit import load_audit_key, verify
+    from inhouse.store.db import open_database
+    from inhouse.store.tables import AuditEntry
+
+    ok(home, "import", str(write_model(tmp_path / "m.gguf")), "--name", "m")
+    ok(home, "alias", "assistant", "m")
+    ok(home, "unalias", "assistant")
+    ok(home, "rm", "m")
+    db = open_database(f"sqlite:///{home / 'inhouse.db'}")
+    try:
+        with db.read() as session:
+            entries = list(
+                session.scalars(select(AuditEntry).where(AuditEntry.action.like("model.%")))
+            )
+        assert [(e.action, e.target) for e in entries] == [
+            ("model.import", "m"),
+            ("model.alias", "assistant"),
+            ("model.unalias", "assistant"),
+            ("model.remove", "m"),
+        ]
+        assert entries[0].actor.startswith("cli:") and len(entries[0].detail["sha256"]) == 64
+        assert verify(db, load_audit_key(home / "audit.key")).ok
+    finally:
+        db.close()

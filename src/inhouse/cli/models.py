@@ -93,9 +93,24 @@ def _summary(record: ModelRecord) -> str:
     )
 
 
+def _audit(settings: Settings, action: str, target: str, **detail: object) -> None:
+    """Model store changes are security events too (what can run here, under which name)."""
+    from inhouse.cli.context import cli_actor, opened_store
+    from inhouse.ledger.audit import AuditTrail, load_audit_key
+
+    with opened_store(settings) as db:
+        trail = AuditTrail(
+            load_audit_key(settings.audit_key_path()), settings.ledger.checkpoint_every
+        )
+        trail.ensure_head(db)
+        with db.write() as session:
+            trail.record(session, cli_actor(), action, target, dict(detail))
+
+
 def import_model(settings: Settings, path: Path, name: str | None) -> None:
     with _refusals():
         record = _open(settings).import_file(path, name)
+    _audit(settings, "model.import", record.name, sha256=record.sha256, file=path.name)
     typer.echo(f"imported {_summary(record)}")
 
 
@@ -107,34 +122,41 @@ def add_adapter_set(
     pairs = list(zip(loras, scales or [1.0] * len(loras), strict=True))
     with _refusals():
         record = _open(settings).add_adapter_set(name, base, pairs)
+    _audit(settings, "model.adapter_set", record.name, base=base, loras=[p.name for p, _ in pairs])
     typer.echo(f"added {record.name}: {base} + " + ", ".join(f"{p.name}*{s:g}" for p, s in pairs))
 
 
 def alias_model(settings: Settings, alias: str, target: str) -> None:
     with _refusals():
         record = _open(settings).alias(alias, target)
+    _audit(settings, "model.alias", alias, model=record.name)
     typer.echo(f"{alias} -> {target}" + (f" ({record.name})" if record.name != target else ""))
 
 
 def unalias_model(settings: Settings, alias: str) -> None:
     with _refusals():
         _open(settings).unalias(alias)
+    _audit(settings, "model.unalias", alias)
     typer.echo(f"removed alias {alias}")
 
 
 def remove_model(settings: Settings, name: str) -> None:
     with _refusals():
         removed = _open(settings).remove(name)
+    _audit(settings, "model.remove", name, aliases=list(removed))
     typer.echo(f"removed {name}")
     if removed:
         typer.echo(f"removed the aliases that pointed to it: {', '.join(removed)}")
 
 
 def pull_model(settings: Settings, url: str, name: str | None) -> None:
+    from inhouse.airgap import guard_from_settings
     from inhouse.models.pull import pull
 
+    guard_from_settings(settings)  # only the allowed hosts are reachable, at the socket too
     with _refusals():
         record = pull(_open(settings), settings.models, url, name)
+    _audit(settings, "model.pull", record.name, sha256=record.sha256, url=url.split("?")[0])
     typer.echo(f"pulled {_summary(record)}")
 
 

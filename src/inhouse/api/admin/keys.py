@@ -13,7 +13,7 @@ from inhouse.api.admin.views import key_view
 from inhouse.api.guard import guard, principal_of
 from inhouse.auth.directory import Directory
 from inhouse.auth.policy import Permission, Principal, allows
-from inhouse.errors import NotFound
+from inhouse.errors import Forbidden, NotFound
 
 router = APIRouter(prefix="/admin/keys")
 OWN = [guard(Permission.KEYS_OWN)]
@@ -38,9 +38,15 @@ def _owner_filter(principal: Principal, directory: Directory, user: str | None) 
     return principal.user_id if principal.user_id is not None else -1
 
 
-def _writable_owner(principal: Principal) -> int | None:
+def _writable_owner(principal: Principal, directory: Directory, public_id: str) -> int | None:
+    """Whose keys the caller may change: anyone's for directory writers, else their own.
+    Who may read the directory learns 403 for another's key; others learn nothing (404)."""
     if allows(principal, Permission.DIRECTORY_WRITE):
         return None
+    if allows(principal, Permission.DIRECTORY_READ):
+        key = directory.key(public_id)
+        if key.user_id != principal.user_id:
+            raise Forbidden("your role may not change another user's keys")
     return principal.user_id if principal.user_id is not None else -1
 
 
@@ -58,6 +64,8 @@ def create_key(body: NewKey, request: Request) -> dict[str, Any]:
     principal = principal_of(request)
     owner_name = body.user or principal.user_name
     if owner_name != principal.user_name and not allows(principal, Permission.DIRECTORY_WRITE):
+        if allows(principal, Permission.DIRECTORY_READ):
+            raise Forbidden("your role may not create keys for other users")
         raise NotFound(f"no user named {owner_name!r}")
     expires_at = None
     if body.expires_in_days is not None:
@@ -93,5 +101,5 @@ def revoke_key(public_id: str, request: Request) -> dict[str, Any]:
     """Revoke now: the key fails from its next request on."""
     principal = principal_of(request)
     with directory_for(request, write=True) as directory:
-        key = directory.revoke_key(public_id, _writable_owner(principal))
+        key = directory.revoke_key(public_id, _writable_owner(principal, directory, public_id))
         return key_view(directory, key)

@@ -64,7 +64,13 @@ def logout(request: Request) -> JSONResponse:
             session, principal_of(request).actor, "auth.logout", "", {}, client_ip(request)
         )
     response = JSONResponse({"signed_out": True})
-    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(
+        COOKIE,
+        path="/",
+        httponly=True,
+        secure=state.settings.auth.secure_cookies,
+        samesite="strict",
+    )
     return response
 
 
