@@ -56,8 +56,8 @@ def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     """One server per database, shared by this module's tests (each refusal must leave the
-    store as it was; setups add only users of their own); it holds a user, a quota counter and
-    a usage row, so that "nothing changed" covers them."""
+    store as it was; setups add only users of their own); it holds a user, a usage row and
+    (PostgreSQL) a quota counter, so that "nothing changed" covers them."""
     tmp = tmp_path_factory.mktemp("credentials")
     with (
         store_url(request.param, tmp) as url,
@@ -72,7 +72,8 @@ def served(
         )
         assert reply.status_code == 200, reply.text
         wait_for_usage_rows(server, 1)
-        assert store_snapshot(server)["quota_counters"]
+        if request.param == "postgresql":  # SQLite keeps its quota counters in memory
+            assert store_snapshot(server)["quota_counters"]
         yield server
 
 

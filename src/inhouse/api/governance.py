@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from fastapi import Request
 from sqlalchemy import Table, bindparam, update
@@ -18,15 +18,13 @@ from inhouse.api.openai.serving import Prepared
 from inhouse.api.watch import RequestWatch, Watches
 from inhouse.auth.policy import Principal, require_model
 from inhouse.engine.request import TokenEvent
-from inhouse.ledger import quota
+from inhouse.ledger.admission import quota_book
+from inhouse.ledger.audit import AuditEvent, AuditTrail
 from inhouse.ledger.content import ContentLog
-from inhouse.ledger.usage import Outcome, record_usage
+from inhouse.ledger.usage import Outcome, usage_row, write_usage
 from inhouse.store.db import Database
 from inhouse.store.tables import ApiKey
 from inhouse.store.writer import BatchWriter
-
-if TYPE_CHECKING:
-    from inhouse.ledger.audit import AuditTrail
 
 log = logging.getLogger("inhouse.governance")
 KEYS = cast(Table, ApiKey.__table__)
@@ -48,6 +46,7 @@ class Governance:
         self.writer: BatchWriter[tuple[Admission, Outcome]] = BatchWriter(
             db, self.write_settlements, "settlements"
         )
+        self.quotas = quota_book(db, self.writer.flush)
 
     @staticmethod
     def check_model(request: Request, model: str) -> None:
@@ -69,12 +68,8 @@ class Governance:
         principal = principal_of(request)
         reserved = prompt_tokens + max_new_tokens
 
-        def reserve() -> str | None:
-            with self.db.write() as session:
-                return quota.reserve(session, principal.limits, reserved)
-
         # inline: a few indexed single-row UPDATEs cost less than a hop to a worker thread
-        reservation = reserve() if self.enabled and principal.limits else None
+        reservation = self.quotas.reserve(principal.limits, reserved) if self.enabled else None
         return Admission(
             self,
             principal,
@@ -107,6 +102,7 @@ class Governance:
     def settle(self, admission: Admission, outcome: Outcome) -> None:
         """Queue the settlement: it is written right after the response, not before it."""
         if self.enabled:
+            self.quotas.release(admission.reservation, outcome.total_tokens)
             self.writer.submit((admission, outcome))
 
     def close(self) -> None:
@@ -114,38 +110,44 @@ class Governance:
         self.writer.close()
 
     def write_settlements(self, session: Session, batch: list[tuple[Admission, Outcome]]) -> None:
-        """Release each reservation to the real count; write its usage row and audit entry."""
-        for admission, outcome in batch:
-            principal = admission.principal
-            quota.settle(session, admission.reservation, outcome.total_tokens)
-            record_usage(
-                session,
-                principal,
-                admission.request_id,
-                admission.model,
-                admission.endpoint,
-                outcome,
-            )
-            if principal.key_id is not None:
-                session.connection().execute(
-                    TOUCH_KEY, {"key_id": principal.key_id, "now": time.time()}
-                )
-            self.audit.record(
-                session,
-                principal.actor,
-                "api.request",
-                admission.endpoint,
-                _request_detail(admission, outcome),
-                admission.ip,
-            )
+        """Settle each reservation to its real count; write the usage rows and audit entries.
+        A batch shares one transaction: every statement touches each row once."""
+        self.quotas.settle_in(
+            session, [(adm.reservation, outcome.total_tokens) for adm, outcome in batch]
+        )
+        write_usage(
+            session,
+            [
+                usage_row(adm.principal, adm.request_id, adm.model, adm.endpoint, outcome)
+                for adm, outcome in batch
+            ],
+        )
+        keys = sorted({adm.principal.key_id for adm, _ in batch if adm.principal.key_id})
+        now = time.time()
+        for key_id in keys:
+            session.connection().execute(TOUCH_KEY, {"key_id": key_id, "now": now})
+        for adm, _ in batch:
             self.content.record(
                 session,
-                admission.request_id,
-                principal.user_id,
-                admission.model,
-                admission.prompt_text,
-                "".join(admission.response),
+                adm.request_id,
+                adm.principal.user_id,
+                adm.model,
+                adm.prompt_text,
+                "".join(adm.response),
             )
+        self.audit.record_many(
+            session,
+            [
+                AuditEvent(
+                    adm.principal.actor,
+                    "api.request",
+                    adm.endpoint,
+                    _request_detail(adm, outcome),
+                    adm.ip,
+                )
+                for adm, outcome in batch
+            ],
+        )
 
 
 def token_bound(texts: list[str]) -> int:

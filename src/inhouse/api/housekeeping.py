@@ -55,6 +55,8 @@ def sweep(state: AppState) -> None:
     now = time.time()
     with state.db.write() as session:
         released = quota.release_stale(session, now)
+    state.governance.quotas.prune(now)
+    with state.db.write() as session:
         purged = state.governance.content.purge(session, now)
     if released or purged:
         log.info("released %d stale reservations, purged %d logged contents", released, purged)

@@ -178,35 +178,59 @@ class AuditTrail:
         """Append one entry in `session`'s transaction and return it (already inserted; do not
         add it to a session). Call it after the action's own writes: it holds the head's lock
         until commit, and every audited transaction queues on that lock."""
+        return self.record_many(session, [AuditEvent(actor, action, target, detail, ip)])[0]
+
+    def record_many(self, session: Session, events: Sequence[AuditEvent]) -> list[AuditEntry]:
+        """Append `events` in order, in `session`'s transaction, with one lock of the head,
+        one multi-row insert and one move of the signed head."""
         head = session.execute(LOCK_HEAD).one_or_none()
         if head is None:
             raise InhouseError("the audit trail has no head: the store was not opened properly")
-        seq = head.seq + 1
-        fields: dict[str, Any] = {
-            "seq": seq,
-            "ts": round(time.time(), 6),
-            "actor": actor[: LIMITS["actor"]],
-            "action": action[: LIMITS["action"]],
-            "target": target[: LIMITS["target"]],
-            "detail": scrub(detail) if detail else {},
-            "ip": ip[: LIMITS["ip"]] if ip is not None else None,
-            "prev_hash": head.hash,
-        }
-        fields["hash"] = entry_hash(**fields)
-        self._write(session, fields)
-        return AuditEntry(**fields)
+        seq, previous = head.seq, head.hash
+        rows: list[dict[str, Any]] = []
+        for event in events:
+            seq += 1
+            fields: dict[str, Any] = {
+                "seq": seq,
+                "ts": round(time.time(), 6),
+                "actor": event.actor[: LIMITS["actor"]],
+                "action": event.action[: LIMITS["action"]],
+                "target": event.target[: LIMITS["target"]],
+                "detail": scrub(event.detail) if event.detail else {},
+                "ip": event.ip[: LIMITS["ip"]] if event.ip is not None else None,
+                "prev_hash": previous,
+            }
+            fields["hash"] = previous = entry_hash(**fields)
+            rows.append(fields)
+        if rows:
+            self._write(session, rows)
+        return [AuditEntry(**fields) for fields in rows]
 
-    def _write(self, session: Session, fields: dict[str, Any]) -> None:
-        """Insert the entry, move the signed head to it, and sign a checkpoint when one is due."""
-        seq, digest = fields["seq"], fields["hash"]
-        session.execute(INSERT_ENTRY, fields)
+    def _write(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """Insert the entries, move the signed head to the last, and sign due checkpoints."""
+        session.execute(INSERT_ENTRY, rows)
+        seq, digest = rows[-1]["seq"], rows[-1]["hash"]
         session.execute(
             MOVE_HEAD, {"seq": seq, "hash": digest, "mac": head_mac(self._key, seq, digest)}
         )
-        if seq % self._every == 0:
-            ts = fields["ts"]
-            mac = checkpoint_mac(self._key, seq, digest, ts)
-            session.execute(INSERT_CHECKPOINT, {"seq": seq, "hash": digest, "ts": ts, "mac": mac})
+        for fields in rows:
+            if fields["seq"] % self._every == 0:
+                seq, digest, ts = fields["seq"], fields["hash"], fields["ts"]
+                mac = checkpoint_mac(self._key, seq, digest, ts)
+                session.execute(
+                    INSERT_CHECKPOINT, {"seq": seq, "hash": digest, "ts": ts, "mac": mac}
+                )
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What happened, before it is chained: who did what to what, from where."""
+
+    actor: str
+    action: str
+    target: str = ""
+    detail: dict[str, Any] | None = None
+    ip: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -69,12 +69,11 @@ class Claim:
     limit: int
 
     @property
-    def order(self) -> tuple[str, int, str]:
-        # every transaction locks counters in this one order, so two can never deadlock
+    def counter(self) -> tuple[str, int, str]:
         return (self.subject.scope, self.subject.subject_id, self.window.name)
 
 
-def _claims(limits: tuple[SubjectLimits, ...], tokens: int, now: float) -> list[Claim]:
+def claims_for(limits: tuple[SubjectLimits, ...], tokens: int, now: float) -> list[Claim]:
     day, month, minute = windows(now)
     claims: list[Claim] = []
     for subject in limits:
@@ -83,17 +82,15 @@ def _claims(limits: tuple[SubjectLimits, ...], tokens: int, now: float) -> list[
                 claims.append(Claim(subject, window, "reserved", tokens, limit))
         if subject.requests_per_minute is not None:
             claims.append(Claim(subject, minute, "used", 1, subject.requests_per_minute))
-    return sorted(claims, key=lambda claim: claim.order)
+    return claims
 
 
 def _take_statement(column: str) -> Any:
-    """UPDATE one counter by its key if the claim still fits; RETURNING its id (Core, cached)."""
+    """UPDATE one counter if the claim still fits; RETURNING its id (Core, compiled once)."""
     return (
         update(COUNTER_TABLE)
         .where(
-            COUNTERS.scope == bindparam("b_scope"),
-            COUNTERS.subject_id == bindparam("b_subject_id"),
-            COUNTERS.window == bindparam("window_name"),
+            COUNTERS.id == bindparam("counter_id"),
             COUNTERS.used + COUNTERS.reserved + bindparam("amount") <= bindparam("limit"),
         )
         .values({column: COUNTERS[column] + bindparam("amount")})
@@ -115,17 +112,25 @@ SETTLE = (
 def reserve(session: Session, limits: tuple[SubjectLimits, ...], tokens: int) -> str | None:
     """Hold `tokens` (and one request) against every limit; the reservation id, or None when
     nothing limits this principal. Raises QuotaExceeded (with Retry-After) when one is full;
-    the caller's transaction must then roll back, releasing what was taken before."""
+    the caller's transaction must then roll back, releasing what was taken before.
+
+    Counters are locked in ascending id order, here and when settling, so two transactions
+    never wait on each other in a cycle (PostgreSQL would abort one as a deadlock)."""
     if not limits:
         return None
     now = time.time()
+    claims = claims_for(limits, tokens, now)
+    for claim in claims:
+        if claim.amount > claim.limit:
+            raise _exceeded(session, claim, now)
+    ids = _counter_ids(session, claims)
     connection = session.connection()
-    held: list[int] = []
-    for claim in _claims(limits, tokens, now):
-        counter_id = _take(session, connection, claim, now)
-        if claim.column == "reserved":
-            held.append(counter_id)
+    for claim in sorted(claims, key=lambda c: ids[c.counter]):
+        params = {"counter_id": ids[claim.counter], "amount": claim.amount, "limit": claim.limit}
+        if connection.execute(TAKE[claim.column], params).scalar() is None:
+            raise _exceeded(session, claim, now)
     reservation_id = uuid.uuid4().hex
+    held = sorted(ids[c.counter] for c in claims if c.column == "reserved")
     connection.execute(
         insert(RESERVATIONS).values(
             id=reservation_id, tokens=tokens, counter_ids=held, created_at=now
@@ -134,41 +139,35 @@ def reserve(session: Session, limits: tuple[SubjectLimits, ...], tokens: int) ->
     return reservation_id
 
 
-def _take(session: Session, connection: Connection, claim: Claim, now: float) -> int:
-    """Add the claim to its counter if the total stays within the limit; the counter's id."""
-    if claim.amount > claim.limit:
-        raise _exceeded(session, claim, now)
-    params = {
-        "b_scope": claim.subject.scope,
-        "b_subject_id": claim.subject.subject_id,
-        "window_name": claim.window.name,
-        "amount": claim.amount,
-        "limit": claim.limit,
-    }
-    taken: int | None = connection.execute(TAKE[claim.column], params).scalar()
-    if taken is None and _create_counter(session, claim):
-        taken = connection.execute(TAKE[claim.column], params).scalar()
-    if taken is None:
-        raise _exceeded(session, claim, now)
-    return taken
+def _counter_ids(session: Session, claims: list[Claim]) -> dict[tuple[str, int, str], int]:
+    """Each claim's counter id, creating missing counters first."""
+    ids = _existing(session, [c.counter for c in claims])
+    missing = [c for c in claims if c.counter not in ids]
+    if missing:
+        for claim in missing:
+            _create_counter(session, claim)
+        ids.update(_existing(session, [c.counter for c in missing]))
+    return ids
 
 
-def _create_counter(session: Session, claim: Claim) -> bool:
-    """Create the claim's counter if it is missing (True); a token counter starts from what
-    the usage ledger already holds for its window, so a limit set at noon counts the morning."""
-    subject, window = claim.subject, claim.window
-    exists = session.scalar(
-        select(QuotaCounter.id).where(
-            QuotaCounter.scope == subject.scope,
-            QuotaCounter.subject_id == subject.subject_id,
-            QuotaCounter.window == window.name,
+def _existing(
+    session: Session, counters: list[tuple[str, int, str]]
+) -> dict[tuple[str, int, str], int]:
+    rows = session.connection().execute(
+        select(COUNTERS.id, COUNTERS.scope, COUNTERS.subject_id, COUNTERS.window).where(
+            tuple_(COUNTERS.scope, COUNTERS.subject_id, COUNTERS.window).in_(counters)
         )
     )
-    if exists is not None:
-        return False
+    return {(row.scope, row.subject_id, row.window): row.id for row in rows}
+
+
+def _create_counter(session: Session, claim: Claim) -> None:
+    """A new counter; one for tokens starts from what the usage ledger already holds for its
+    window, so a limit set at noon counts the morning."""
+    subject, window = claim.subject, claim.window
     dialect = session.get_bind().dialect.name
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    used = _used_so_far(session, subject, window) if claim.column == "reserved" else 0
+    used = used_so_far(session, subject, window) if claim.column == "reserved" else 0
     session.execute(
         upsert(QuotaCounter)
         .values(
@@ -181,10 +180,9 @@ def _create_counter(session: Session, claim: Claim) -> bool:
         )
         .on_conflict_do_nothing(index_elements=["scope", "subject_id", "window"])
     )
-    return True
 
 
-def _used_so_far(session: Session, subject: SubjectLimits, window: Window) -> int:
+def used_so_far(session: Session, subject: SubjectLimits, window: Window) -> int:
     column = {
         "key": UsageRecord.key_id,
         "user": UsageRecord.user_id,
@@ -199,7 +197,7 @@ def _used_so_far(session: Session, subject: SubjectLimits, window: Window) -> in
 
 
 def _exceeded(session: Session, claim: Claim, now: float) -> QuotaExceeded:
-    subject, window, limit, amount = claim.subject, claim.window, claim.limit, claim.amount
+    subject, window = claim.subject, claim.window
     taken = session.execute(
         select(COUNTERS.used + COUNTERS.reserved).where(
             COUNTERS.scope == subject.scope,
@@ -207,13 +205,19 @@ def _exceeded(session: Session, claim: Claim, now: float) -> QuotaExceeded:
             COUNTERS.window == window.name,
         )
     ).scalar_one_or_none()
+    return exceeded(claim, int(taken or 0), now)
+
+
+def exceeded(claim: Claim, taken: int, now: float) -> QuotaExceeded:
+    """The 429 for a claim that does not fit, with Retry-After at the window's end."""
+    subject, window, limit = claim.subject, claim.window, claim.limit
     retry_after = max(1, math.ceil(window.ends_at - now))
     if claim.column == "used":
         message = f"Rate limit reached: this {subject.scope} may send {limit} requests per minute."
         return QuotaExceeded(message, retry_after=retry_after, code="rate_limit_exceeded")
     message = (
-        f"Token quota exceeded: this {subject.scope} has used or reserved {taken or 0} of its "
-        f"{limit} tokens {window.label}, and this request may need {amount} "
+        f"Token quota exceeded: this {subject.scope} has used or reserved {taken} of its "
+        f"{limit} tokens {window.label}, and this request may need {claim.amount} "
         f"(prompt + max_tokens). It resets in {_duration(retry_after)}."
     )
     return QuotaExceeded(message, retry_after=retry_after, code="insufficient_quota")
@@ -226,18 +230,31 @@ def _duration(seconds: int) -> str:
 
 def settle(session: Session, reservation_id: str | None, tokens: int) -> None:
     """Replace the reservation by the real token count; settling twice changes nothing."""
-    if reservation_id is None:
+    settle_many(session, [(reservation_id, tokens)])
+
+
+def settle_many(session: Session, settlements: list[tuple[str | None, int]]) -> None:
+    """Settle many reservations (id, tokens really used) with one UPDATE per counter."""
+    spent_by_id = {rid: tokens for rid, tokens in settlements if rid is not None}
+    if not spent_by_id:
         return
     connection = session.connection()
-    row = connection.execute(
-        select(Reservation.tokens, Reservation.counter_ids).where(Reservation.id == reservation_id)
-    ).one_or_none()
-    if row is None:
-        return
-    held, counter_ids = row
-    for counter_id in counter_ids:  # in the order they were taken: the one lock order
-        connection.execute(SETTLE, {"counter_id": counter_id, "held": held, "spent": tokens})
-    connection.execute(delete(RESERVATIONS).where(Reservation.id == reservation_id))
+    found = connection.execute(
+        select(RESERVATIONS.c.id, RESERVATIONS.c.tokens, RESERVATIONS.c.counter_ids).where(
+            RESERVATIONS.c.id.in_(list(spent_by_id))
+        )
+    ).all()
+    held: dict[int, int] = {}
+    spent: dict[int, int] = {}
+    for rid, tokens, counter_ids in found:
+        for counter_id in counter_ids:
+            held[counter_id] = held.get(counter_id, 0) + tokens
+            spent[counter_id] = spent.get(counter_id, 0) + spent_by_id[rid]
+    for counter_id in sorted(held):  # ascending ids: the one lock order
+        connection.execute(
+            SETTLE, {"counter_id": counter_id, "held": held[counter_id], "spent": spent[counter_id]}
+        )
+    connection.execute(delete(RESERVATIONS).where(RESERVATIONS.c.id.in_([r[0] for r in found])))
 
 
 def release_stale(session: Session, now: float, older_than: float = STALE_AFTER_S) -> int:

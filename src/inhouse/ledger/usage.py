@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
@@ -30,27 +30,27 @@ class Outcome:
         return self.prompt_tokens + self.completion_tokens
 
 
-def record_usage(
-    session: Session,
-    principal: Principal,
-    request_id: str,
-    model: str,
-    endpoint: str,
-    outcome: Outcome,
-) -> None:
-    session.connection().execute(
-        insert(USAGE).values(
-            ts=time.time(),
-            request_id=request_id,
-            user_id=principal.user_id,
-            key_id=principal.key_id,
-            group_id=principal.billing_group,
-            model=model,
-            endpoint=endpoint,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            cached_tokens=outcome.cached_tokens,
-            latency_ms=outcome.latency_ms,
-            status=outcome.status,
-        )
-    )
+def usage_row(
+    principal: Principal, request_id: str, model: str, endpoint: str, outcome: Outcome
+) -> dict[str, Any]:
+    """The usage row of one finished request, ready for `write_usage`."""
+    return {
+        "ts": time.time(),
+        "request_id": request_id,
+        "user_id": principal.user_id,
+        "key_id": principal.key_id,
+        "group_id": principal.billing_group,
+        "model": model,
+        "endpoint": endpoint,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "cached_tokens": outcome.cached_tokens,
+        "latency_ms": outcome.latency_ms,
+        "status": outcome.status,
+    }
+
+
+def write_usage(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert usage rows in one statement."""
+    if rows:
+        session.connection().execute(insert(USAGE), rows)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -18,7 +19,8 @@ from sqlalchemy.orm import Session
 from inhouse.store.db import Database
 
 T = TypeVar("T")
-MAX_BATCH = 128
+MAX_BATCH = 256
+LINGER_S = 0.05  # gather a batch this long: fewer commits, shorter holds of the write lock
 log = logging.getLogger("inhouse.store.writer")
 
 
@@ -53,9 +55,10 @@ class BatchWriter(Generic[T]):
                 return
             batch = [first]
             stop = False
+            deadline = time.monotonic() + LINGER_S
             while len(batch) < MAX_BATCH:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if item is None:
