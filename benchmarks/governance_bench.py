@@ -256,13 +256,13 @@ def main() -> None:
         client = stack.enter_context(multiprocessing.get_context("spawn").Pool(1))
         if args.postgres:
             pg = stack.enter_context(postgres_schema(args.postgres))
-            configs.append(
-                (
-                    "PostgreSQL, all quotas (9 counters)",
-                    {"auth": True, "governed": True, "store_url": pg},
-                )
-            )
-            latencies["PostgreSQL, all quotas (9 counters)"] = []
+            pg_key = stack.enter_context(postgres_schema(args.postgres))
+            for name, options in (
+                ("PostgreSQL, key quota (2 counters)", {"quotas": "key", "store_url": pg_key}),
+                ("PostgreSQL, all quotas (9 counters)", {"store_url": pg}),
+            ):
+                configs.append((name, {"auth": True, "governed": True, **options}))
+                latencies[name] = []
         targets = [stack.enter_context(serving(name, **options)) for name, options in configs]
         for round_ in range(args.rounds):
             for target in targets if round_ % 2 == 0 else reversed(targets):
