@@ -20,7 +20,14 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from inhouse.airgap import OFFLINE_ENV, AirGap, AirGapRefusal, allowed_hosts, guard_from_settings
+from inhouse.airgap import (
+    AIR_GAP,
+    OFFLINE_ENV,
+    AirGap,
+    AirGapRefusal,
+    allowed_hosts,
+    guard_from_settings,
+)
 from inhouse.config import Settings
 
 if TYPE_CHECKING:
@@ -52,9 +59,12 @@ class Check:
     detail: str
 
 
-def run_checks(settings: Settings) -> list[Check]:
-    """Every check in order: air-gap, storage, audit, models, keys; never raises."""
-    checks = _safely("air-gap", "guard", partial(_airgap_checks, settings))
+def run_checks(settings: Settings, *, install: bool = True) -> list[Check]:
+    """Every check in order: air-gap, storage, audit, models, keys; never raises.
+
+    `install=False` (a running server) probes with the guard the process already has, and
+    fails the air-gap if it has none, rather than installing one for good."""
+    checks = _safely("air-gap", "guard", partial(_airgap_checks, settings, install))
     checks += _safely("storage", "data dir", partial(_home_checks, settings.home))
     database, db = _open_database(settings)
     checks.append(database)
@@ -91,8 +101,11 @@ def _scrub(text: str) -> str:
 # air-gap
 
 
-def _airgap_checks(settings: Settings) -> list[Check]:
-    guard = guard_from_settings(settings)
+def _airgap_checks(settings: Settings, install: bool) -> list[Check]:
+    if not install and not AIR_GAP.enforcing:
+        detail = "this process runs without the air-gap guard (not started by `inhouse serve`)"
+        return [_allow_list_check(settings), Check("air-gap", "guard", "fail", detail)]
+    guard = guard_from_settings(settings) if install else AIR_GAP
     return [
         _allow_list_check(settings),
         _lookup_probe(guard),

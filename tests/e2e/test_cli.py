@@ -155,3 +155,14 @@ def test_no_auth_is_refused_off_loopback(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "loopback" in result.stderr
+
+
+def test_the_admin_api_doctor_proves_the_servers_air_gap(server: Process) -> None:
+    headers = {"Authorization": f"Bearer {server.key}"}
+    reply = httpx.get(server.url + "/admin/doctor", headers=headers, timeout=60)
+    assert reply.status_code == 200, reply.text
+    checks = {(c["area"], c["name"]): c for c in reply.json()["checks"]}
+    assert checks["air-gap", "dns lookup"]["status"] == "ok"
+    assert checks["air-gap", "connect"]["status"] == "ok"
+    assert reply.json()["ok"] is True, reply.text
+    assert httpx.get(server.url + "/admin/doctor").status_code == 401

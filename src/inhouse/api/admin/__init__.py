@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from . import audit, groups, keys, session, usage, users
+from . import audit, groups, keys, session, system, usage, users
 
 routers: tuple[APIRouter, ...] = (
     session.router,
@@ -11,4 +11,5 @@ routers: tuple[APIRouter, ...] = (
     keys.router,
     usage.router,
     audit.router,
+    system.router,
 )
