@@ -13,23 +13,13 @@ from typing import Annotated, TextIO
 
 import typer
 
-from inhouse.config import Settings, load_settings
-from inhouse.errors import InhouseError
+from inhouse.cli.options import ConfigOpt, HomeOpt, refusals, settings_from
 
 EXIT_BROKEN = 1
-EXIT_REFUSED = 2
 
 audit_app = typer.Typer(
     help="The tamper-evident audit trail: verify it, export it.", no_args_is_help=True
 )
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML settings file (section: ledger).")
-]
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", help=f"{Settings.model_fields['home'].description} [env INHOUSE_HOME]"),
-]
 
 
 @audit_app.command("verify")
@@ -38,8 +28,8 @@ def verify_command(config: ConfigOpt = None, home: HomeOpt = None) -> None:
     from inhouse.cli.context import opened_store
     from inhouse.ledger.audit import load_audit_key, verify
 
-    with _refusals():
-        settings = _settings(config, home)
+    with refusals():
+        settings = settings_from(config, home)
         key = load_audit_key(settings.audit_key_path())
         with opened_store(settings) as db:
             result = verify(db, key)
@@ -75,9 +65,9 @@ def export_command(
     from inhouse.ledger.audit import AuditTrail, check_format, export, load_audit_key
     from inhouse.ledger.periods import parse_since
 
-    with _refusals():
+    with refusals():
         check_format(fmt)
-        settings = _settings(config, home)
+        settings = settings_from(config, home)
         start = parse_since(since, time.time())
         trail = AuditTrail(
             load_audit_key(settings.audit_key_path()), settings.ledger.checkpoint_every
@@ -103,20 +93,3 @@ def _destination(output: Path | None) -> Iterator[TextIO]:
     fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "w", encoding="utf-8", newline="") as out:
         yield out
-
-
-def _settings(config: Path | None, home: Path | None) -> Settings:
-    return load_settings(config, **({"home": home} if home else {}))
-
-
-@contextmanager
-def _refusals() -> Iterator[None]:
-    """Turn typed errors (a bad --since or --format, an unreadable key) into `error: ...`."""
-    try:
-        yield
-    except InhouseError as exc:
-        typer.secho(f"error: {exc.message}", fg="red", err=True)
-        raise typer.Exit(EXIT_REFUSED) from None
-    except OSError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(EXIT_REFUSED) from None

@@ -19,7 +19,7 @@ from inhouse.api.admin.views import group_view, key_view, user_view
 from inhouse.auth.directory import Directory
 from inhouse.auth.limits import UNCHANGED, LimitsUpdate
 from inhouse.cli.context import cli_actor, opened_store
-from inhouse.config import load_settings
+from inhouse.cli.options import ConfigOpt, HomeOpt, settings_from
 from inhouse.errors import InhouseError
 from inhouse.ledger.audit import AuditTrail, load_audit_key
 
@@ -27,8 +27,6 @@ users_app = typer.Typer(help="People who may use this server.", no_args_is_help=
 groups_app = typer.Typer(help="Teams: members, knowledge grants, quotas.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: shown once, stored hashed.", no_args_is_help=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")]
-HomeOpt = Annotated[Path | None, typer.Option("--home", help="Data directory [env INHOUSE_HOME].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Quota = Annotated[
     str | None,
@@ -43,7 +41,7 @@ def _fail(message: str) -> NoReturn:
 
 @contextmanager
 def _directory(config: Path | None, home: Path | None) -> Iterator[Directory]:
-    settings = load_settings(config, **({"home": home} if home else {}))
+    settings = settings_from(config, home)
     try:
         with opened_store(settings) as db:
             audit = AuditTrail(

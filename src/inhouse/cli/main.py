@@ -9,6 +9,7 @@ import typer
 
 from inhouse.cli.audit import audit_app
 from inhouse.cli.directory import groups_app, keys_app, users_app
+from inhouse.cli.options import ConfigOpt, HomeOpt
 from inhouse.cli.usage import usage_app
 from inhouse.config import AuthSettings, EngineSettings, ServerSettings, Settings, load_settings
 
@@ -27,20 +28,6 @@ def _help(section: type[ServerSettings | EngineSettings | AuthSettings], name: s
     description = section.model_fields[name].description
     env = section.__name__.removesuffix("Settings").upper()
     return f"{description} [env INHOUSE_{env}__{name.upper()}]"
-
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="TOML settings file (sections: server, engine, auth, models, embeddings).",
-    ),
-]
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", help=f"{Settings.model_fields['home'].description} [env INHOUSE_HOME]"),
-]
 
 
 def _given(**values: Any) -> dict[str, Any]:

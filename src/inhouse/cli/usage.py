@@ -4,34 +4,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from inhouse.config import Settings, load_settings
-from inhouse.errors import InhouseError
+from inhouse.cli.options import ConfigOpt, HomeOpt, refusals, settings_from
 
 if TYPE_CHECKING:
     from inhouse.ledger.reports import SavingsReport, SavingsRow
 
-EXIT_REFUSED = 2
 
 usage_app = typer.Typer(
     help="Usage reports: tokens, requests and latency; `usage savings` for costs.",
     invoke_without_command=True,
 )
 
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML settings file (section: costs).")
-]
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", help=f"{Settings.model_fields['home'].description} [env INHOUSE_HOME]"),
-]
 SinceOpt = Annotated[
     str,
     typer.Option(
@@ -59,8 +49,8 @@ def usage(
     from inhouse.cli.context import opened_store
     from inhouse.ledger.reports import usage_report
 
-    with _refusals():
-        settings = _settings(config, home)
+    with refusals():
+        settings = settings_from(config, home)
         start, end = _window(since)
         with opened_store(settings) as db, db.read() as session:
             rows = usage_report(session, start, end, by)
@@ -93,8 +83,8 @@ def savings(
     from inhouse.ledger.prices import load_prices
     from inhouse.ledger.reports import savings_report
 
-    with _refusals():
-        settings = _settings(config, home)
+    with refusals():
+        settings = settings_from(config, home)
         start, end = _window(since)
         prices = load_prices(settings.costs.price_file)
         with opened_store(settings) as db, db.read() as session:
@@ -105,25 +95,11 @@ def savings(
     _print_savings(report, settings.costs.price_file)
 
 
-def _settings(config: Path | None, home: Path | None) -> Settings:
-    return load_settings(config, **({"home": home} if home else {}))
-
-
 def _window(since: str) -> tuple[float, float]:
     from inhouse.ledger.periods import parse_since
 
     now = time.time()
     return parse_since(since, now), now
-
-
-@contextmanager
-def _refusals() -> Iterator[None]:
-    """Turn typed errors (a bad --by, --since or price file) into `error: ...` and exit 2."""
-    try:
-        yield
-    except InhouseError as exc:
-        typer.secho(f"error: {exc.message}", fg="red", err=True)
-        raise typer.Exit(EXIT_REFUSED) from None
 
 
 def _when(moment: float) -> str:
