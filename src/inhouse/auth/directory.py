@@ -79,6 +79,8 @@ class Directory:
         self.session.flush()
         self._record("user.create", name, role=user.role, has_password=password is not None)
         for group in groups:
+            if self.session.scalar(select(Group.id).where(Group.name == group)) is None:
+                self.add_group(group)  # `users add alice --group legal` makes the team too
             self.join(name, group)
         return user
 

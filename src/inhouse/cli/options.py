@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,9 @@ def refusals() -> Iterator[None]:
     """Turn typed errors and unreadable files into `error: ...` on stderr and exit 2."""
     try:
         yield
+    except BrokenPipeError:  # `... | head` closed the pipe: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except InhouseError as exc:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
         raise typer.Exit(EXIT_REFUSED) from None
