@@ -258,3 +258,19 @@ def test_an_idle_machine_still_costs_money(db: Database, prices: PriceTable) -> 
     assert result.machine_cost == pytest.approx(48.0)
     assert result.total.local_cost == 0
     assert "7,300 hardware" in result.cost_basis
+
+
+def test_the_machine_costs_only_since_inhouse_went_into_service(
+    db: Database, prices: PriceTable
+) -> None:
+    from inhouse.ledger.audit import AuditTrail
+
+    trail = AuditTrail(b"k" * 32)
+    trail.ensure_head(db)
+    with db.write() as session:
+        entry = trail.record(session, "cli:root", "user.create", "alice")
+    costs = CostSettings(hardware_usd=7300, amortization_months=10, watts=0)  # $1/h
+    with db.read() as session:
+        result = savings_report(session, entry.ts - 30 * 86400, entry.ts + 7200, prices, costs)
+    assert result.hours == pytest.approx(2.0, abs=0.01)  # not the 30 days asked for
+    assert result.machine_cost == pytest.approx(2.0, abs=0.01)

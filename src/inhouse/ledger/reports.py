@@ -29,7 +29,7 @@ from inhouse.config import CostSettings
 from inhouse.errors import InvalidRequest
 from inhouse.ledger.costs import explain_hourly_cost, hourly_cost
 from inhouse.ledger.prices import PriceTable
-from inhouse.store.tables import ApiKey, Group, UsageRecord, User
+from inhouse.store.tables import ApiKey, AuditEntry, Group, UsageRecord, User
 
 DAY_S = 86400
 GROUPINGS = ("user", "group", "model", "key", "day")
@@ -134,7 +134,11 @@ def savings_report(
     stmt = stmt.outerjoin(Group, Group.id == UsageRecord.group_id)
     stmt = _window(stmt, since, until, user_id).group_by(*keys)
     stmt = stmt.order_by(desc("total_tokens"), *keys)
-    hours = max(until - since, 0.0) / 3600
+    # the machine has cost money here only since inhouse went into service (its first audit
+    # entry), not for the part of a "30d" window before it was installed
+    in_service = session.scalar(select(func.min(AuditEntry.ts)))
+    start = max(since, in_service) if in_service is not None else since
+    hours = max(until - start, 0.0) / 3600
     machine_cost = hours * hourly_cost(costs)
     share = _share_of_machine(session, since, until)
     apis = [price.name for price in prices.prices]
