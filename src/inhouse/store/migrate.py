@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -20,6 +24,9 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    # Alembic narrates every step at INFO; a server's log should say only what matters
+    # Alembic narrates its plugins and every step at INFO, from its import on; a server's
+    # log should say only what matters
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
