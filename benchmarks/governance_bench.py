@@ -49,7 +49,8 @@ from inhouse.auth.limits import LimitsUpdate
 from inhouse.config import load_settings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.scheduler import Scheduler
-from inhouse.ledger.audit import AuditTrail, load_audit_key, verify
+from inhouse.ledger.audit import AuditTrail, load_audit_key, open_trail
+from inhouse.ledger.audit_check import verify
 from inhouse.models.resolver import SingleModel
 from inhouse.store.db import open_database
 from tests.fakes import FakeRunner
@@ -86,8 +87,7 @@ def governed_key(home: Path, store_url: str, quotas: str = "all") -> str:
     "key": a daily budget and an rpm on the key (2 counters); "none": no quota."""
     settings = load_settings(None, home=home, store={"url": store_url})
     db = open_database(settings.database_url())
-    audit = AuditTrail(load_audit_key(settings.audit_key_path()))
-    audit.ensure_head(db)
+    audit = open_trail(settings, db)
     ensure_admin(db, audit)
     everything = LimitsUpdate(BIG, BIG, 10**9)
     with db.write() as session:

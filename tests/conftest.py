@@ -22,7 +22,6 @@ from inhouse.auth.bootstrap import ensure_admin
 from inhouse.config import Settings, load_settings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.scheduler import Scheduler
-from inhouse.ledger.audit import AuditTrail, load_audit_key
 from inhouse.models.resolver import SingleModel
 from inhouse.store.db import Database, open_database
 from tests.fakes import FakeRunner
@@ -87,16 +86,10 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
     return load_settings(None, home=home, **overrides)
 
 
-def admin_key(settings: Settings) -> str:
-    """A fresh admin key in the settings' store (the first start's key, or a replacement)."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    db = open_database(settings.database_url())
-    try:
-        audit = AuditTrail(load_audit_key(settings.audit_key_path()))
-        audit.ensure_head(db)
-        key = ensure_admin(db, audit, new_key=True)
-    finally:
-        db.close()
+def admin_key(app: FastAPI) -> str:
+    """A fresh admin key in the app's store (the first start's key, or a replacement)."""
+    state = app.state.inhouse
+    key = ensure_admin(state.db, state.audit, new_key=True)
     assert key is not None
     return key
 
@@ -159,13 +152,12 @@ def serve_fake(
 ) -> Iterator[Served]:
     """Serve the FakeRunner under the model name "fake" (store: `store_url` or SQLite)."""
     settings = make_settings(home, store={"url": store_url}, **(overrides or {}))
-    key = admin_key(settings)
     app = create_app(
         settings,
         resolver=SingleModel("fake", Path("/dev/null")),
         build=lambda spec: fake_engine(runner, **scheduler_args),
     )
-    with serve(app, key) as served:
+    with serve(app, admin_key(app)) as served:
         yield served
 
 
@@ -182,6 +174,6 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     settings = make_settings(
         home, engine={"kv_cells": 8192, "n_threads": 2, "max_running": 8, "max_queue": 32}
     )
-    key = admin_key(settings)
-    with serve(create_app(settings), key) as served:
+    app = create_app(settings)
+    with serve(app, admin_key(app)) as served:
         yield served

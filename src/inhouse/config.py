@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -68,25 +68,23 @@ class EngineSettings(BaseModel):
         return self
 
 
-class ModelsSettings(BaseModel):
-    allow_pull_hosts: list[str] = Field(
-        default_factory=list,
-        description="Hosts `models pull` may download from (subdomains included); "
-        "empty: air-gapped, nothing is downloaded.",
-    )
-
-    @field_validator("allow_pull_hosts")
-    @classmethod
-    def _bare_hosts(cls, hosts: list[str]) -> list[str]:
-        return bare_hosts(hosts)
-
-
 def bare_hosts(hosts: list[str]) -> list[str]:
     cleaned = [host.strip().lower().rstrip(".") for host in hosts]
     for host in cleaned:
         if not host or "/" in host or ":" in host:
             raise ValueError(f"{host!r} is not a host name (e.g. 'models.example.com')")
     return cleaned
+
+
+HostList = Annotated[list[str], AfterValidator(bare_hosts)]
+
+
+class ModelsSettings(BaseModel):
+    allow_pull_hosts: HostList = Field(
+        default_factory=list,
+        description="Hosts `models pull` may download from (subdomains included); "
+        "empty: air-gapped, nothing is downloaded.",
+    )
 
 
 class AuthSettings(BaseModel):
@@ -150,16 +148,11 @@ class CostSettings(BaseModel):
 
 
 class NetworkSettings(BaseModel):
-    allow_hosts: list[str] = Field(
+    allow_hosts: HostList = Field(
         default_factory=list,
         description="Hosts this process may connect to besides loopback (air-gap allow-list; "
         "subdomains included).",
     )
-
-    @field_validator("allow_hosts")
-    @classmethod
-    def _bare_hosts(cls, hosts: list[str]) -> list[str]:
-        return bare_hosts(hosts)
 
 
 class EmbeddingsSettings(BaseModel):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from inhouse.ledger.audit import load_audit_key, verify
+from inhouse.ledger.audit import load_audit_key
+from inhouse.ledger.audit_check import verify
 from inhouse.store.db import open_database
 from inhouse.store.tables import AuditEntry
 

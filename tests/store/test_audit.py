@@ -19,14 +19,8 @@ from sqlalchemy.exc import DBAPIError
 
 from inhouse.errors import InhouseError, InvalidRequest
 from inhouse.ledger import audit as audit_module
-from inhouse.ledger.audit import (
-    AuditTrail,
-    Verification,
-    entry_hash,
-    export,
-    load_audit_key,
-    verify,
-)
+from inhouse.ledger.audit import AuditTrail, entry_hash, load_audit_key
+from inhouse.ledger.audit_check import Verification, export, verify
 from inhouse.store.db import Database
 from inhouse.store.tables import AuditEntry, AuditHead, User
 

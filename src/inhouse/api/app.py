@@ -29,7 +29,7 @@ from inhouse.config import Settings
 from inhouse.embeddings.service import EmbeddingService, GGUFEmbeddings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.pool import EngineBuilder, ModelPool, ModelSpec
-from inhouse.ledger.audit import AuditTrail, load_audit_key
+from inhouse.ledger.audit import open_trail
 from inhouse.ledger.content import ContentLog
 from inhouse.models.resolver import ModelResolver
 from inhouse.store.db import open_database
@@ -66,17 +66,33 @@ def create_app(
 
     `governed=False` skips quotas, usage rows and per-request audit entries; it exists so a
     benchmark can measure what they cost, side by side."""
-    resolver = resolver or default_resolver(settings)
+    state = _app_state(
+        settings, resolver or default_resolver(settings), build or llama_builder(settings), governed
+    )
+    app = FastAPI(title="inhouse", version=__version__, lifespan=lambda _: _lifespan(state))
+    app.state.inhouse = state
+    app.state.embeddings = EmbeddingService(settings.embeddings)
+    app.state.gguf_embeddings = GGUFEmbeddings(settings.embeddings)
+    install_error_handlers(app)
+    _add_routes(app)
+    app.add_middleware(DrainGate, is_draining=lambda: state.draining)
+    app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
+    return app
+
+
+def _app_state(
+    settings: Settings, resolver: ModelResolver, build: EngineBuilder, governed: bool
+) -> AppState:
+    """The engines' pool and the opened, migrated store, with its audit trail."""
     pool = ModelPool(
-        build or llama_builder(settings),
+        build,
         budget_bytes=settings.engine.memory_budget_mb * 1024 * 1024,
         keep_alive_s=settings.engine.keep_alive_s,
     )
     settings.home.mkdir(parents=True, exist_ok=True)
     db = open_database(settings.database_url())
-    audit = AuditTrail(load_audit_key(settings.audit_key_path()), settings.ledger.checkpoint_every)
-    audit.ensure_head(db)
-    state = AppState(
+    audit = open_trail(settings, db)
+    return AppState(
         settings=settings,
         pool=pool,
         serving=Serving(pool, resolver, settings.engine),
@@ -88,47 +104,36 @@ def create_app(
         started_at=int(time.time()),
     )
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await pool.engine(resolver.default())
-        pool.start()
-        chores = asyncio.create_task(housekeeping(state))
-        try:
-            yield
-        finally:
-            chores.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await chores
-            await pool.close()
-            state.governance.close()
-            db.close()
 
-    app = FastAPI(title="inhouse", version=__version__, lifespan=lifespan)
-    app.state.inhouse = state
-    app.state.embeddings = EmbeddingService(settings.embeddings)
-    app.state.gguf_embeddings = GGUFEmbeddings(settings.embeddings)
-    install_error_handlers(app)
-    for router in (chat.router, completions.router, embeddings.router, models.router):
+@asynccontextmanager
+async def _lifespan(state: AppState) -> AsyncIterator[None]:
+    """Load the default model and start the chores; on shutdown stop them, then the store."""
+    await state.pool.engine(state.serving.resolver.default())
+    state.pool.start()
+    chores = asyncio.create_task(housekeeping(state))
+    try:
+        yield
+    finally:
+        chores.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await chores
+        await state.pool.close()
+        state.governance.close()
+        state.db.close()
+
+
+def _add_routes(app: FastAPI) -> None:
+    openai_routers = (chat.router, completions.router, embeddings.router, models.router)
+    for router in (*openai_routers, *ollama_routers, *admin_routers):
         app.include_router(router)
-    for router in (*ollama_routers, *admin_routers):
-        app.include_router(router)
-    app.add_api_route(
-        "/health",
-        health,
-        methods=["GET"],
-        response_model=None,
-        dependencies=[guard(Permission.PUBLIC)],
-    )
-    app.add_api_route(
-        "/metrics",
-        metrics,
-        methods=["GET"],
-        response_model=None,
-        dependencies=[guard(Permission.PUBLIC)],
-    )
-    app.add_middleware(DrainGate, is_draining=lambda: state.draining)
-    app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
-    return app
+    for path, endpoint in (("/health", health), ("/metrics", metrics)):
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["GET"],
+            response_model=None,
+            dependencies=[guard(Permission.PUBLIC)],
+        )
 
 
 async def health(request: Request) -> JSONResponse:

@@ -53,10 +53,9 @@ def record_refused_connections(state: AppState) -> int:
 
 def sweep(state: AppState) -> None:
     now = time.time()
-    with state.db.write() as session:
-        released = quota.release_stale(session, now)
     state.governance.quotas.prune(now)
     with state.db.write() as session:
+        released = quota.release_stale(session, now)
         purged = state.governance.content.purge(session, now)
     if released or purged:
         log.info("released %d stale reservations, purged %d logged contents", released, purged)

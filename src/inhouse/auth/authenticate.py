@@ -7,7 +7,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.orm import Session
 
-from inhouse.auth.limits import SubjectLimits
+from inhouse.auth.limits import LIMIT_FIELDS, SubjectLimits
 from inhouse.auth.policy import Principal, Role
 from inhouse.auth.tokens import KEY_PREFIX, token_hash
 from inhouse.errors import Unauthorized
@@ -19,7 +19,7 @@ MAX_TOKEN_CHARS = 256
 KEYS = cast(Table, ApiKey.__table__)
 USERS = cast(Table, User.__table__)
 GROUPS = cast(Table, Group.__table__)
-LIMITS = ("tokens_per_day", "tokens_per_month", "requests_per_minute")
+SESSIONS = cast(Table, WebSession.__table__)
 
 # Core statements, built once: authentication runs on every request, and building ORM
 # queries each time costs more than the database does
@@ -31,31 +31,31 @@ KEY_LOOKUP = (
         KEYS.c.collections,
         KEYS.c.expires_at,
         KEYS.c.revoked_at,
-        *(KEYS.c[name] for name in LIMITS),
+        *(KEYS.c[name] for name in LIMIT_FIELDS),
         USERS.c.id.label("user_id"),
         USERS.c.name.label("user_name"),
         USERS.c.role,
         USERS.c.disabled,
-        *(USERS.c[name].label(f"user_{name}") for name in LIMITS),
+        *(USERS.c[name].label(f"user_{name}") for name in LIMIT_FIELDS),
     )
     .join(USERS, USERS.c.id == KEYS.c.user_id)
     .where(KEYS.c.key_hash == bindparam("key_hash"))
 )
 SESSION_LOOKUP = (
     select(
-        cast(Table, WebSession.__table__).c.csrf_hash,
-        cast(Table, WebSession.__table__).c.expires_at,
+        SESSIONS.c.csrf_hash,
+        SESSIONS.c.expires_at,
         USERS.c.id.label("user_id"),
         USERS.c.name.label("user_name"),
         USERS.c.role,
         USERS.c.disabled,
-        *(USERS.c[name].label(f"user_{name}") for name in LIMITS),
+        *(USERS.c[name].label(f"user_{name}") for name in LIMIT_FIELDS),
     )
-    .join(USERS, USERS.c.id == cast(Table, WebSession.__table__).c.user_id)
-    .where(cast(Table, WebSession.__table__).c.token_hash == bindparam("token_hash"))
+    .join(USERS, USERS.c.id == SESSIONS.c.user_id)
+    .where(SESSIONS.c.token_hash == bindparam("token_hash"))
 )
 GROUP_LOOKUP = (
-    select(GROUPS.c.id, *(GROUPS.c[name] for name in LIMITS), GroupCollection.collection)
+    select(GROUPS.c.id, *(GROUPS.c[name] for name in LIMIT_FIELDS), GroupCollection.collection)
     .join(Membership, Membership.group_id == GROUPS.c.id)
     .outerjoin(GroupCollection, GroupCollection.group_id == GROUPS.c.id)
     .where(Membership.user_id == bindparam("user_id"))
@@ -77,7 +77,7 @@ def principal_for_key(session: Session, secret: str, now: float) -> Principal:
         raise Unauthorized("This API key has expired.", code="expired_api_key")
     if row.disabled:
         raise Unauthorized("The account of this API key is disabled.", code="account_disabled")
-    key_limits = SubjectLimits("key", row.id, *(row._mapping[name] for name in LIMITS))
+    key_limits = SubjectLimits("key", row.id, *(row._mapping[name] for name in LIMIT_FIELDS))
     return _principal(connection, row, "key", key_limits)
 
 
@@ -103,7 +103,7 @@ def _principal(
     granted: set[str] = set()
     for group in memberships:
         groups.setdefault(
-            group.id, SubjectLimits("group", group.id, *(group._mapping[n] for n in LIMITS))
+            group.id, SubjectLimits("group", group.id, *(group._mapping[n] for n in LIMIT_FIELDS))
         )
         if group.collection is not None:
             granted.add(group.collection)
@@ -113,7 +113,9 @@ def _principal(
     if is_key and row.collections is not None:
         scope = frozenset(row.collections)
         collections = scope if collections is None else collections & scope
-    user_limits = SubjectLimits("user", row.user_id, *(row._mapping[f"user_{n}"] for n in LIMITS))
+    user_limits = SubjectLimits(
+        "user", row.user_id, *(row._mapping[f"user_{n}"] for n in LIMIT_FIELDS)
+    )
     limits = [key_limits] if key_limits is not None else []
     limits += [user_limits, *groups.values()]
     return Principal(

@@ -26,7 +26,8 @@ audit_app = typer.Typer(
 def verify_command(config: ConfigOpt = None, home: HomeOpt = None) -> None:
     """Check every entry, checkpoint and the signed head; exit 1 naming the first bad entry."""
     from inhouse.cli.context import opened_store
-    from inhouse.ledger.audit import load_audit_key, verify
+    from inhouse.ledger.audit import load_audit_key
+    from inhouse.ledger.audit_check import verify
 
     with refusals():
         settings = settings_from(config, home)
@@ -61,19 +62,15 @@ def export_command(
     home: HomeOpt = None,
 ) -> None:
     """Write the audit entries since a time, in order, with their hashes; the export is audited."""
-    from inhouse.cli.context import cli_actor, opened_store
-    from inhouse.ledger.audit import AuditTrail, check_format, export, load_audit_key
+    from inhouse.cli.context import audited_store, cli_actor
+    from inhouse.ledger.audit_check import check_format, export
     from inhouse.ledger.periods import parse_since
 
     with refusals():
         check_format(fmt)
         settings = settings_from(config, home)
         start = parse_since(since, time.time())
-        trail = AuditTrail(
-            load_audit_key(settings.audit_key_path()), settings.ledger.checkpoint_every
-        )
-        with opened_store(settings) as db:
-            trail.ensure_head(db)
+        with audited_store(settings) as (db, trail):
             with _destination(output) as out:
                 count = export(db, start, fmt, out)
             detail = {"since": start, "format": fmt, "entries": count, "output": str(output or "-")}

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from inhouse.config import Settings
+from inhouse.ledger.audit import AuditTrail, open_trail
 from inhouse.store.db import Database, open_database
 
 
@@ -19,6 +20,13 @@ def opened_store(settings: Settings) -> Iterator[Database]:
         yield db
     finally:
         db.close()
+
+
+@contextmanager
+def audited_store(settings: Settings) -> Iterator[tuple[Database, AuditTrail]]:
+    """The opened store and its audit trail, for commands that change something."""
+    with opened_store(settings) as db:
+        yield db, open_trail(settings, db)
 
 
 def cli_actor() -> str:

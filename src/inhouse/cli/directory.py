@@ -18,10 +18,9 @@ import typer
 from inhouse.api.admin.views import group_view, key_view, user_view
 from inhouse.auth.directory import Directory
 from inhouse.auth.limits import UNCHANGED, LimitsUpdate
-from inhouse.cli.context import cli_actor, opened_store
+from inhouse.cli.context import audited_store, cli_actor
 from inhouse.cli.options import ConfigOpt, HomeOpt, settings_from
 from inhouse.errors import InhouseError
-from inhouse.ledger.audit import AuditTrail, load_audit_key
 
 users_app = typer.Typer(help="People who may use this server.", no_args_is_help=True)
 groups_app = typer.Typer(help="Teams: members, knowledge grants, quotas.", no_args_is_help=True)
@@ -43,13 +42,8 @@ def _fail(message: str) -> NoReturn:
 def _directory(config: Path | None, home: Path | None) -> Iterator[Directory]:
     settings = settings_from(config, home)
     try:
-        with opened_store(settings) as db:
-            audit = AuditTrail(
-                load_audit_key(settings.audit_key_path()), settings.ledger.checkpoint_every
-            )
-            audit.ensure_head(db)
-            with db.write() as session:
-                yield Directory(session, audit, cli_actor())
+        with audited_store(settings) as (db, audit), db.write() as session:
+            yield Directory(session, audit, cli_actor())
     except InhouseError as exc:
         _fail(exc.message)
 

@@ -95,16 +95,10 @@ def _summary(record: ModelRecord) -> str:
 
 def _audit(settings: Settings, action: str, target: str, **detail: object) -> None:
     """Model store changes are security events too (what can run here, under which name)."""
-    from inhouse.cli.context import cli_actor, opened_store
-    from inhouse.ledger.audit import AuditTrail, load_audit_key
+    from inhouse.cli.context import audited_store, cli_actor
 
-    with opened_store(settings) as db:
-        trail = AuditTrail(
-            load_audit_key(settings.audit_key_path()), settings.ledger.checkpoint_every
-        )
-        trail.ensure_head(db)
-        with db.write() as session:
-            trail.record(session, cli_actor(), action, target, dict(detail))
+    with audited_store(settings) as (db, trail), db.write() as session:
+        trail.record(session, cli_actor(), action, target, dict(detail))
 
 
 def import_model(settings: Settings, path: Path, name: str | None) -> None:

@@ -11,24 +11,11 @@ from inhouse.airgap import guard_from_settings
 from inhouse.auth.bootstrap import ensure_admin
 from inhouse.cli.server import is_loopback, run_server
 from inhouse.config import Settings
-from inhouse.ledger.audit import AuditTrail, load_audit_key
-from inhouse.store.db import open_database
 
 
 def _refuse(message: str) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(2)
-
-
-def _admin_key(settings: Settings, replace: bool) -> str | None:
-    """On first start (or when asked), a new admin key to print once."""
-    db = open_database(settings.database_url())
-    try:
-        audit = AuditTrail(load_audit_key(settings.audit_key_path()))
-        audit.ensure_head(db)
-        return ensure_admin(db, audit, new_key=replace)
-    finally:
-        db.close()
 
 
 def start(settings: Settings, *, new_admin_key: bool) -> None:
@@ -38,7 +25,6 @@ def start(settings: Settings, *, new_admin_key: bool) -> None:
         _refuse(f"--no-auth is only allowed on a loopback address, not {server.host}")
     settings.home.mkdir(parents=True, exist_ok=True)
     air_gap = guard_from_settings(settings)  # before anything else can open a socket
-    new_key = _admin_key(settings, new_admin_key)
 
     from inhouse.api.app import create_app, default_resolver
     from inhouse.models.default import DefaultModelMissing
@@ -50,6 +36,8 @@ def start(settings: Settings, *, new_admin_key: bool) -> None:
     except (DefaultModelMissing, OSError) as exc:
         _refuse(str(exc))
         return
+    state = app.state.inhouse
+    new_key = ensure_admin(state.db, state.audit, new_key=new_admin_key)
     url = f"http://{server.host}:{server.port}"
     size_mb = spec.path.stat().st_size / 1e6 if spec.path.is_file() else 0
     lines = [

@@ -228,13 +228,9 @@ def _duration(seconds: int) -> str:
     return f"{hours} h {rest // 60} min" if hours else f"{max(1, math.ceil(rest / 60))} min"
 
 
-def settle(session: Session, reservation_id: str | None, tokens: int) -> None:
-    """Replace the reservation by the real token count; settling twice changes nothing."""
-    settle_many(session, [(reservation_id, tokens)])
-
-
 def settle_many(session: Session, settlements: list[tuple[str | None, int]]) -> None:
-    """Settle many reservations (id, tokens really used) with one UPDATE per counter."""
+    """Replace reservations by the tokens really used, with one UPDATE per counter;
+    settling one twice changes nothing."""
     spent_by_id = {rid: tokens for rid, tokens in settlements if rid is not None}
     if not spent_by_id:
         return
@@ -260,9 +256,8 @@ def settle_many(session: Session, settlements: list[tuple[str | None, int]]) -> 
 def release_stale(session: Session, now: float, older_than: float = STALE_AFTER_S) -> int:
     """Give back what crashed servers reserved, and drop counters of past windows."""
     stale = list(
-        session.scalars(select(Reservation).where(Reservation.created_at < now - older_than))
+        session.scalars(select(Reservation.id).where(Reservation.created_at < now - older_than))
     )
-    for reservation in stale:
-        settle(session, reservation.id, 0)
+    settle_many(session, [(reservation_id, 0) for reservation_id in stale])
     session.execute(delete(QuotaCounter).where(QuotaCounter.expires_at < now - 86400))
     return len(stale)

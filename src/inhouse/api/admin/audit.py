@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from inhouse.api.deps import app_state
 from inhouse.api.guard import client_ip, guard, principal_of
 from inhouse.auth.policy import Permission
-from inhouse.ledger.audit import export, load_audit_key, verify
+from inhouse.ledger.audit_check import export, verify
 from inhouse.ledger.periods import parse_since
 
 router = APIRouter(prefix="/admin/audit", dependencies=[guard(Permission.AUDIT_READ)])
@@ -21,7 +21,7 @@ MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 @router.get("/verify")
 def verify_trail(request: Request) -> dict[str, Any]:
     state = app_state(request)
-    result = verify(state.db, load_audit_key(state.settings.audit_key_path()))
+    result = verify(state.db, state.audit.key)
     return {
         "ok": result.ok,
         "entries": result.entries,

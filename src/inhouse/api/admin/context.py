@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from inhouse.api.deps import app_state
 from inhouse.api.guard import client_ip, principal_of
 from inhouse.auth.directory import Directory
-from inhouse.auth.limits import UNCHANGED, LimitsUpdate
+from inhouse.auth.limits import LIMIT_FIELDS, UNCHANGED, LimitsUpdate
 
 
 @contextmanager
@@ -34,8 +34,5 @@ class LimitsBody(BaseModel):
     def update(self) -> LimitsUpdate:
         given = self.model_fields_set
         return LimitsUpdate(
-            **{
-                name: getattr(self, name) if name in given else UNCHANGED
-                for name in ("tokens_per_day", "tokens_per_month", "requests_per_minute")
-            }
+            **{name: getattr(self, name) if name in given else UNCHANGED for name in LIMIT_FIELDS}
         )

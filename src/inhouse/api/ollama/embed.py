@@ -8,12 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from inhouse.api.deps import app_state
-from inhouse.api.governance import token_bound
 from inhouse.api.guard import guard
-from inhouse.api.openai.embeddings import check_dimensions, input_texts
+from inhouse.api.openai.embeddings import check_dimensions, embed_metered, input_texts
 from inhouse.auth.policy import Permission
-from inhouse.embeddings.service import MODEL_NAME, Embedded, EmbeddingService
-from inhouse.errors import InhouseError, InvalidRequest, ModelNotFound
+from inhouse.embeddings.service import MODEL_NAME, EmbeddingService
+from inhouse.errors import InvalidRequest, ModelNotFound
 
 from .body import json_body
 from .reply import nanoseconds
@@ -36,7 +35,9 @@ async def embed(
     vectors: list[list[float]] = []
     tokens = 0
     if body.input not in ("", []):
-        result = await _embed(request, body.model, service, input_texts(body.input))
+        result = await embed_metered(
+            request, "ollama_embed", body.model, service, input_texts(body.input)
+        )
         vectors, tokens = result.vectors.tolist(), sum(result.token_counts)
     return {
         "model": body.model,
@@ -55,7 +56,7 @@ async def embeddings(
     service = _service(request, body.model)
     if not body.prompt:
         return {"embedding": []}
-    result = await _embed(request, body.model, service, [body.prompt])
+    result = await embed_metered(request, "ollama_embed", body.model, service, [body.prompt])
     vector: list[float] = result.vectors[0].tolist()
     return {"embedding": vector}
 
@@ -72,32 +73,3 @@ def _service(request: Request, model: str) -> EmbeddingService:
     except ModelNotFound:
         raise ModelNotFound(f"model '{model}' not found", param="model") from None
     return service
-
-
-async def _embed(
-    request: Request, model: str, service: EmbeddingService, texts: list[str]
-) -> Embedded:
-    state = app_state(request)
-    metrics = state.metrics
-    admission = await state.governance.admit(
-        request,
-        "ollama_embed",
-        model,
-        token_bound(texts),
-        0,
-        metrics.track("ollama_embed"),
-        choices=0,
-    )
-    tracker = admission.watch()
-    status = 500
-    try:
-        result = await service.embed(texts)
-        admission.set_prompt_tokens(sum(result.token_counts))
-        status = 200
-    except InhouseError as exc:
-        status = exc.status
-        raise
-    finally:
-        tracker.done(status)
-    metrics.tokens.labels("embedding").inc(sum(result.token_counts))
-    return result

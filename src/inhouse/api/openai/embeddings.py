@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio.to_thread
@@ -50,22 +51,44 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> Respons
     state.governance.check_model(request, body.model)
     service, model = _service_for(body.model, request)
     texts = input_texts(body.input)
+
+    def check(result: Embedded) -> None:
+        check_dimensions(body.dimensions, int(result.vectors.shape[1]))
+
+    result = await embed_metered(request, "embeddings", model, service, texts, check)
+    content = await anyio.to_thread.run_sync(render, result, model, body.encoding_format)
+    return Response(content, media_type="application/json")
+
+
+async def embed_metered(
+    request: Request,
+    endpoint: str,
+    model: str,
+    service: EmbeddingService,
+    texts: list[str],
+    check: Callable[[Embedded], None] | None = None,
+) -> Embedded:
+    """Embed `texts` as an admitted request: quota, usage row, audit entry and metrics."""
+    state = app_state(request)
     metrics = state.metrics
     admission = await state.governance.admit(
-        request, "embeddings", model, token_bound(texts), 0, metrics.track("embeddings"), choices=0
+        request, endpoint, model, token_bound(texts), 0, metrics.track(endpoint), choices=0
     )
-    tracker = admission.watch()
+    watch = admission.watch()
+    status = 500
     try:
         result = await service.embed(texts)
         admission.set_prompt_tokens(sum(result.token_counts))
-        check_dimensions(body.dimensions, int(result.vectors.shape[1]))
+        if check is not None:
+            check(result)
+        status = 200
     except InhouseError as exc:
-        tracker.done(exc.status)
+        status = exc.status
         raise
-    tracker.done(200)
+    finally:
+        watch.done(status)
     metrics.tokens.labels("embedding").inc(sum(result.token_counts))
-    content = await anyio.to_thread.run_sync(render, result, model, body.encoding_format)
-    return Response(content, media_type="application/json")
+    return result
 
 
 def _service_for(name: str, request: Request) -> tuple[EmbeddingService, str]:
