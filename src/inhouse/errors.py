@@ -52,6 +52,14 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class Conflict(InhouseError):
+    """The change is well-formed but the current state forbids it (e.g. the last admin)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class PayloadTooLarge(InhouseError):
     status = 413
     type = "invalid_request_error"
@@ -89,6 +97,13 @@ class InvalidModelFile(InvalidRequest):
     """A file offered as a model or adapter is not a well-formed, safe GGUF; it was refused."""
 
     code = "invalid_model_file"
+
+
+class ModelLoadFailed(InhouseError):
+    """llama.cpp could not load a stored model (or create its context); the server keeps
+    serving the others. Import refuses files that cannot load, so this is rare."""
+
+    code = "model_load_failed"
 
 
 class ModelStoreCorrupt(InhouseError):

@@ -232,3 +232,54 @@ def test_a_new_password_or_a_disabled_account_ends_every_session(served: Served)
         assert operator.patch("/admin/users/pat", json={"disabled": False}).is_success
         assert refused(served, token)
         assert can_sign_in(served, "pat", new)
+
+
+def test_failed_sign_ins_are_throttled_per_user_and_per_address(tmp_path: Path) -> None:
+    limits = {"login_failures_per_user": 3, "login_failures_per_address": 5}
+    overrides = {"auth": {"secure_cookies": False, **limits}}
+    with serve_fake(tmp_path / "home", FakeRunner(), overrides=overrides) as served:
+        with_password(served, "tess", "toby")
+        seen = last_audit_seq(served)
+
+        def login(name: str, password: str) -> httpx.Response:
+            body = {"name": name, "password": password}
+            return httpx.post(served.base_url + "/admin/login", json=body)
+
+        assert [login("tess", "a wrong guess").status_code for _ in range(3)] == [401] * 3
+        refused = login("tess", PASSWORD)  # now even the right password waits
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["type"] == "rate_limit_error"
+        assert refused.json()["error"]["code"] == "too_many_sign_in_attempts"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 900
+        assert "set-cookie" not in refused.headers
+
+        assert login("toby", PASSWORD).status_code == 200  # another name, same address
+        assert login("toby", "a wrong guess").status_code == 401
+        assert login("nobody", "a wrong guess").status_code == 401  # the 5th failure here
+        assert login("toby", PASSWORD).status_code == 429  # the address is held now
+        # only the attempts that were checked are audited: a storm cannot flood the trail
+        actions = [e["action"] for e in audit_entries(served, seen)]
+        assert actions == ["auth.login_failed"] * 3 + ["auth.login"] + ["auth.login_failed"] * 2
+
+
+def test_a_password_changed_during_the_check_does_not_sign_in(db_url: str) -> None:
+    from inhouse.auth.directory import Directory
+    from inhouse.auth.sessions import check_password, still_valid
+    from inhouse.ledger.audit import AuditTrail
+    from inhouse.store.db import open_database
+
+    db = open_database(db_url)
+    trail = AuditTrail(b"k" * 32, 100)
+    trail.ensure_head(db)
+    with db.write() as session:
+        Directory(session, trail, "test").add_user("rita", password=PASSWORD)
+    checked = check_password(db, "rita", PASSWORD)  # hashed outside any transaction
+    assert checked is not None and check_password(db, "rita", "a wrong guess") is None
+    with db.write() as session:
+        assert still_valid(session, checked) is not None
+        Directory(session, trail, "test").set_password("rita", "another long secret")
+    with db.write() as session:
+        assert still_valid(session, checked) is None
+        Directory(session, trail, "test").update_user("rita", disabled=True)
+    assert check_password(db, "rita", "another long secret") is None
+    db.close()

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from inhouse.api.metrics import Metrics
 from inhouse.api.openai.serving import Serving
+from inhouse.auth.throttle import LoginThrottle
 from inhouse.config import Settings
 from inhouse.engine.pool import ModelPool
 from inhouse.store.db import Database
@@ -29,6 +30,7 @@ class AppState:
     governance: Governance
     fingerprint: str
     started_at: int
+    login_throttle: LoginThrottle
     draining: bool = False
 
 

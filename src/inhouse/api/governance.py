@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import cast
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, cast
 
 from fastapi import Request
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from inhouse.api.guard import client_ip, principal_of
@@ -23,7 +24,8 @@ from inhouse.ledger.audit import AuditEvent, AuditTrail
 from inhouse.ledger.content import ContentLog
 from inhouse.ledger.usage import Outcome, usage_row, write_usage
 from inhouse.store.db import Database
-from inhouse.store.tables import ApiKey
+from inhouse.store.spill import Spill
+from inhouse.store.tables import ApiKey, UsageRecord
 from inhouse.store.writer import BatchWriter
 
 log = logging.getLogger("inhouse.governance")
@@ -37,16 +39,28 @@ class Governance:
     """Admission and settlement of model requests against the store."""
 
     def __init__(
-        self, db: Database, audit: AuditTrail, content: ContentLog, *, enabled: bool = True
+        self,
+        db: Database,
+        audit: AuditTrail,
+        content: ContentLog,
+        *,
+        enabled: bool = True,
+        spill_path: Path | None = None,
     ) -> None:
+        """With `spill_path`, settlements the store cannot take at shutdown are kept there,
+        and those a previous run kept are written now, before any new request settles."""
         self.db = db
         self.audit = audit
         self.content = content
         self.enabled = enabled  # off only to measure what governance costs (benchmarks)
-        self.writer: BatchWriter[tuple[Admission, Outcome]] = BatchWriter(
-            db, self.write_settlements, "settlements"
+        # before the writer: replaying a spill file settles reservations through the book
+        self.quotas = quota_book(db, lambda: self.writer.flush())
+        spill = None
+        if spill_path is not None:
+            spill = Spill(spill_path, self._spilled, Settlement.from_record, _unsettled)
+        self.writer: BatchWriter[Settlement] = BatchWriter(
+            db, self.write_settlements, "settlements", spill
         )
-        self.quotas = quota_book(db, self.writer.flush)
 
     @staticmethod
     def check_model(request: Request, model: str) -> None:
@@ -103,51 +117,77 @@ class Governance:
         """Queue the settlement: it is written right after the response, not before it."""
         if self.enabled:
             self.quotas.release(admission.reservation, outcome.total_tokens)
-            self.writer.submit((admission, outcome))
+            self.writer.submit(admission.settlement(outcome))
 
     def close(self) -> None:
         """Write what is queued, then stop the writer (server shutdown)."""
         self.writer.close()
 
-    def write_settlements(self, session: Session, batch: list[tuple[Admission, Outcome]]) -> None:
+    def write_settlements(self, session: Session, batch: list[Settlement]) -> None:
         """Settle each reservation to its real count; write the usage rows and audit entries.
         A batch shares one transaction: every statement touches each row once."""
-        self.quotas.settle_in(
-            session, [(adm.reservation, outcome.total_tokens) for adm, outcome in batch]
-        )
-        write_usage(
-            session,
-            [
-                usage_row(adm.principal, adm.request_id, adm.model, adm.endpoint, outcome)
-                for adm, outcome in batch
-            ],
-        )
-        keys = sorted({adm.principal.key_id for adm, _ in batch if adm.principal.key_id})
+        self.quotas.settle_in(session, [(s.reservation, s.tokens) for s in batch])
+        write_usage(session, [s.usage for s in batch])
+        keys = sorted({s.usage["key_id"] for s in batch if s.usage["key_id"]})
         now = time.time()
         for key_id in keys:
             session.connection().execute(TOUCH_KEY, {"key_id": key_id, "now": now})
-        for adm, _ in batch:
+        for s in batch:
+            usage = s.usage
             self.content.record(
                 session,
-                adm.request_id,
-                adm.principal.user_id,
-                adm.model,
-                adm.prompt_text,
-                "".join(adm.response),
+                usage["request_id"],
+                usage["user_id"],
+                usage["model"],
+                s.prompt_text,
+                s.response_text,
             )
         self.audit.record_many(
             session,
             [
-                AuditEvent(
-                    adm.principal.actor,
-                    "api.request",
-                    adm.endpoint,
-                    _request_detail(adm, outcome),
-                    adm.ip,
-                )
-                for adm, outcome in batch
+                AuditEvent(s.actor, "api.request", s.usage["endpoint"], s.detail, s.ip)
+                for s in batch
             ],
         )
+
+    def _spilled(self, settlement: Settlement) -> dict[str, Any]:
+        """The spill file's record: content redacted, as the store would keep it."""
+        record = settlement.to_record()
+        record["prompt_text"] = self.content.redact(settlement.prompt_text)
+        record["response_text"] = self.content.redact(settlement.response_text)
+        return record
+
+
+def _unsettled(session: Session, batch: list[Settlement]) -> list[Settlement]:
+    """The settlements whose usage row is not in the store yet (a replay may be repeated)."""
+    ids = [s.usage["request_id"] for s in batch]
+    query = select(UsageRecord.request_id).where(UsageRecord.request_id.in_(ids))
+    written = set(session.scalars(query))
+    return [s for s in batch if s.usage["request_id"] not in written]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A finished request as the write-behind writes it: plain data, so it can be spilled."""
+
+    reservation: str | None
+    usage: dict[str, Any]  # the usage row (ledger.usage.usage_row)
+    actor: str
+    ip: str | None
+    detail: dict[str, Any]  # the api.request audit entry's detail
+    prompt_text: str = ""
+    response_text: str = ""
+
+    @property
+    def tokens(self) -> int:
+        return int(self.usage["prompt_tokens"]) + int(self.usage["completion_tokens"])
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Settlement:
+        return cls(**record)
 
 
 def token_bound(texts: list[str]) -> int:
@@ -155,7 +195,7 @@ def token_bound(texts: list[str]) -> int:
     return sum(len(text.encode("utf-8", "surrogatepass")) + 2 for text in texts)
 
 
-def _request_detail(admission: Admission, outcome: Outcome) -> dict[str, object]:
+def _request_detail(admission: Admission, outcome: Outcome) -> dict[str, Any]:
     return {
         "request_id": admission.request_id,
         "model": admission.model,
@@ -194,6 +234,18 @@ class Admission:
 
     def watch(self) -> Watches:
         return Watches(self.metrics, self)
+
+    def settlement(self, outcome: Outcome) -> Settlement:
+        """What the write-behind writes for this request, ended with `outcome`."""
+        return Settlement(
+            self.reservation,
+            usage_row(self.principal, self.request_id, self.model, self.endpoint, outcome),
+            self.principal.actor,
+            self.ip,
+            _request_detail(self, outcome),
+            self.prompt_text,
+            "".join(self.response),
+        )
 
     def on_event(self, event: TokenEvent) -> None:
         rid = event.request_id

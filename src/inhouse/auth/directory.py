@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from inhouse.auth.limits import LimitsUpdate
@@ -14,7 +14,7 @@ from inhouse.auth.names import check_name
 from inhouse.auth.passwords import hash_password
 from inhouse.auth.policy import Role
 from inhouse.auth.tokens import new_api_key, new_public_id, token_hash
-from inhouse.errors import InvalidRequest, NotFound
+from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.ledger.audit import AuditTrail
 from inhouse.store.tables import ApiKey, Group, GroupCollection, Membership, User, WebSession
 
@@ -93,9 +93,14 @@ class Directory:
         limits: LimitsUpdate | None = None,
     ) -> User:
         user = self.user(name)
+        new_role = user.role if role is None else parse_role(role).value
+        if new_role != Role.ADMIN:
+            self._keep_an_admin(user, "demote")
+        if disabled:
+            self._keep_an_admin(user, "disable")
         changed: dict[str, Any] = {}
         if role is not None:
-            user.role = changed["role"] = parse_role(role).value
+            user.role = changed["role"] = new_role
         if disabled is not None:
             user.disabled = changed["disabled"] = disabled
             if disabled:
@@ -114,16 +119,26 @@ class Directory:
 
     def remove_user(self, name: str) -> None:
         user = self.user(name)
-        if user.role == Role.ADMIN and self._admins() == 1:
-            raise InvalidRequest("cannot remove the last admin", param="name")
+        self._keep_an_admin(user, "remove")
         self.session.delete(user)
         self._record("user.delete", name)
 
-    def _admins(self) -> int:
-        count = self.session.scalar(
-            select(func.count()).select_from(User).where(User.role == Role.ADMIN)
+    def _keep_an_admin(self, user: User, change: str) -> None:
+        """Refuse (409) to `change` the last enabled admin: nobody could administer then."""
+        if user.role != Role.ADMIN or user.disabled:
+            return
+        # FOR UPDATE: two admins demoting each other at once on PostgreSQL queue here
+        query = (
+            select(User.id)
+            .where(User.role == Role.ADMIN, User.disabled.is_(False))
+            .with_for_update()
         )
-        return count or 0
+        if list(self.session.scalars(query)) == [user.id]:
+            raise Conflict(
+                f"cannot {change} {user.name!r}: it is the last enabled admin "
+                "(make another user admin first)",
+                code="last_admin",
+            )
 
     def _end_sessions(self, user_id: int) -> None:
         self.session.execute(delete(WebSession).where(WebSession.user_id == user_id))

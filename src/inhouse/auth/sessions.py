@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from inhouse.auth.passwords import verify_password
 from inhouse.auth.tokens import new_session_token, token_hash
+from inhouse.store.db import Database
 from inhouse.store.tables import User, WebSession
 
 COOKIE = "inhouse_session"
@@ -17,11 +18,24 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def check_password(session: Session, name: str, password: str) -> User | None:
-    """The user if the name exists, is enabled and the password matches; else None."""
-    user = session.scalar(select(User).where(User.name == name))
+def check_password(db: Database, name: str, password: str) -> User | None:
+    """The user if the name exists, is enabled and the password matches; else None.
+
+    The hash is checked outside any transaction: argon2 takes tens of milliseconds, and a
+    write lock held that long makes concurrent sign-ins and the usage writer time out."""
+    with db.read() as session:
+        user = session.scalar(select(User).where(User.name == name))
     stored = user.password_hash if user is not None and not user.disabled else None
     if not verify_password(stored, password):
+        return None
+    return user
+
+
+def still_valid(session: Session, checked: User) -> User | None:
+    """`checked` as `session` sees it, unless it was disabled, removed or given a new
+    password since its password was checked (outside this transaction)."""
+    user = session.get(User, checked.id)
+    if user is None or user.disabled or user.password_hash != checked.password_hash:
         return None
     return user
 

@@ -9,12 +9,13 @@ from contextlib import contextmanager
 from inhouse.config import Settings
 from inhouse.ledger.audit import AuditTrail, open_trail
 from inhouse.store.db import Database, open_database
+from inhouse.store.private import private_dir
 
 
 @contextmanager
 def opened_store(settings: Settings) -> Iterator[Database]:
     """The migrated database the server uses, closed when the command ends."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.home)
     db = open_database(settings.database_url())
     try:
         yield db

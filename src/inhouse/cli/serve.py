@@ -11,6 +11,7 @@ from inhouse.airgap import guard_from_settings
 from inhouse.auth.bootstrap import ensure_admin
 from inhouse.cli.server import is_loopback, run_server
 from inhouse.config import Settings
+from inhouse.store.private import private_dir
 
 
 def _refuse(message: str) -> None:
@@ -23,7 +24,7 @@ def start(settings: Settings, *, new_admin_key: bool) -> None:
     server = settings.server
     if not settings.auth.enabled and not is_loopback(server.host):
         _refuse(f"--no-auth is only allowed on a loopback address, not {server.host}")
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.home)
     air_gap = guard_from_settings(settings)  # before anything else can open a socket
 
     from inhouse.api.app import create_app, default_resolver

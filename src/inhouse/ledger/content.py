@@ -49,6 +49,10 @@ class ContentLog:
         )
         return True
 
+    def redact(self, text: str) -> str:
+        """`text` as this log would keep it (what may be written anywhere on disk)."""
+        return self._redactor.redact(text)
+
     def purge(self, session: Session, now: float) -> int:
         """Delete content older than the retention period (even when logging is now off)."""
         old = delete(ContentRecord).where(ContentRecord.ts < now - self._retention)

@@ -13,7 +13,13 @@ from inhouse.api.deps import app_state
 from inhouse.api.guard import client_ip, guard, principal_of
 from inhouse.auth.directory import Directory
 from inhouse.auth.policy import GRANTS, Permission
-from inhouse.auth.sessions import COOKIE, check_password, close_session, open_session
+from inhouse.auth.sessions import (
+    COOKIE,
+    check_password,
+    close_session,
+    open_session,
+    still_valid,
+)
 from inhouse.errors import Unauthorized
 
 router = APIRouter(prefix="/admin")
@@ -31,8 +37,10 @@ def login(body: Login, request: Request) -> JSONResponse:
     """Check the password; set an HttpOnly session cookie; return the CSRF token, once."""
     state = app_state(request)
     ip = client_ip(request)
+    attempt = state.login_throttle.begin(body.name, ip)  # 429 before any hashing
+    checked = check_password(state.db, body.name, body.password)  # no lock held meanwhile
     with state.db.write() as session:
-        user = check_password(session, body.name, body.password)
+        user = still_valid(session, checked) if checked is not None else None
         if user is None:
             state.audit.record(session, "anonymous", "auth.login_failed", body.name, {}, ip)
         else:
@@ -40,6 +48,7 @@ def login(body: Login, request: Request) -> JSONResponse:
             state.audit.record(session, f"user:{user.name}", "auth.login", user.name, {}, ip)
     if user is None:  # the failure is committed to the audit trail before it is answered
         raise Unauthorized("Wrong user name or password.", code="invalid_credentials")
+    state.login_throttle.succeeded(attempt)
     response = JSONResponse({"user": user.name, "role": user.role, "csrf_token": csrf})
     response.set_cookie(
         COOKIE,

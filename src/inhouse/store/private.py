@@ -1,0 +1,53 @@
+"""Owner-only files: the data directory and the database hold key hashes, usage and content."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def private_dir(path: Path) -> Path:
+    """`path`, created owner-only (0700) when missing; an existing directory is kept as it is
+    (its owner may have opened it on purpose). Missing parents are created as mkdir -p does."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        path.chmod(DIR_MODE)  # the umask may take bits away, never add them: set it exactly
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Create `path` empty and owner-only (0600) if missing; take group and other access
+    away from an existing one we own (a store written by an older version)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, FILE_MODE)
+    try:
+        _tighten(fd)
+    finally:
+        os.close(fd)
+
+
+def private_sqlite_file(path: Path) -> None:
+    """The SQLite database owner-only before SQLite opens it: SQLite gives the WAL and
+    shared-memory files it creates later the database file's mode."""
+    private_dir(path.parent)
+    private_file(path)
+    for suffix in SQLITE_SIDE_FILES:
+        side = path.with_name(path.name + suffix)
+        try:
+            fd = os.open(side, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            _tighten(fd)
+        finally:
+            os.close(fd)
+
+
+def _tighten(fd: int) -> None:
+    if os.fstat(fd).st_mode & 0o077:
+        with contextlib.suppress(PermissionError):  # not ours: only its owner may chmod it
+            os.fchmod(fd, FILE_MODE)
