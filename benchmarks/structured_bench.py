@@ -92,7 +92,7 @@ def run_all(runner: LlamaRunner, grammar: str | None, args: argparse.Namespace) 
     core = EngineCore(runner, scheduler, events.extend)
     params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, grammar=grammar)
     for i, prompt in enumerate(PROMPTS):
-        tokens = tuple(runner.tokenize(CHAT.format(prompt), add_special=False))
+        tokens = tuple(runner.tokenize(CHAT.format(prompt), add_special=False, parse_special=True))
         core.submit(GenerationRequest(str(i), tokens, params))
     core.poll(block=False)
     while scheduler.has_work():

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import ctypes
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import llama_cpp as ll
+import numpy as np
 import pytest
 
 from inhouse.engine.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar, validate_output
-from inhouse.engine.request import FinishReason
+from inhouse.engine.request import FinishReason, SamplingParams
 from inhouse.engine.runner import LlamaRunner
+from inhouse.engine.sampler import SequenceSampler
 from inhouse.engine.scheduler import Scheduler, StepPlan
+from inhouse.engine.token_starts import TOKEN_DATA, TokenStarts, incomplete_tail, token_array
 from inhouse.models.default import DefaultModelMissing, default_model_path
 from tests.conftest import need
 from tests.harness import Harness
@@ -181,6 +185,35 @@ CASES: dict[str, tuple[dict[str, Any], list[str], list[str]]] = {
         ["01", "1.", "12345678901234567890", "+1"],
     ),
     "string": ({"type": "string"}, ['"a\\n\\"b\\u00e9 ü"'], ['"a\nb"', '"a\\x"']),
+    "enum with shared prefixes": (
+        {"enum": ["a", "ab", "abc", "b", 1, 12, None]},
+        ['"a"', '"ab"', '"abc"', '"b"', "1", "12", "null"],
+        ['"abcd"', '"c"', '""', "2", "123", '"a'],
+    ),
+    "const union": (
+        {"anyOf": [{"const": "same"}, {"const": "sample"}, {"const": 1}]},
+        ['"same"', '"sample"', "1"],
+        ['"sam"', '"samples"', "2"],
+    ),
+    "object union": (
+        {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "properties": {"kind": {"const": k}, "x": {"type": "integer"}},
+                    "required": ["kind"],
+                }
+                for k in ("cat", "car", "dog")
+            ]
+        },
+        ['{"kind": "cat"}', '{"kind": "car", "x": 2}', '{"kind":"dog","x":-1}'],
+        ['{"kind": "ca"}', '{"kind": "cow"}', '{"x": 1}', '{"kind": "cat", "y": 1}'],
+    ),
+    "ambiguous pattern within the limit": (
+        {"type": "string", "pattern": "^a{0,3}a{3}$"},
+        ['"aaa"', '"aaaaaa"'],
+        ['"aa"', '"aaaaaaa"'],
+    ),
     "person": (
         PERSON,
         [
@@ -330,3 +363,111 @@ def test_the_model_writes_a_json_object_in_json_mode(runner: LlamaRunner) -> Non
     for i in range(len(runs)):
         assert h.final(str(i)).finish_reason is FinishReason.STOP, h.text(str(i))
         assert isinstance(validate_output(h.text(str(i)), None), dict)
+
+
+class SleepySampler(SequenceSampler):
+    """Takes longer than the budget for every token, as a grammar too costly to follow would."""
+
+    def sample(self, ctx: Any, row: int) -> int:
+        time.sleep(0.6)
+        return super().sample(ctx, row)
+
+
+def test_a_sequence_whose_sampling_runs_over_budget_ends_alone(
+    runner: LlamaRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = runner.new_sampler
+
+    def new_sampler(params: SamplingParams) -> object:
+        if params.seed == 13:
+            return SleepySampler(runner._vocab, runner._n_vocab, params)
+        return plain(params)
+
+    monkeypatch.setattr(runner, "new_sampler", new_sampler)
+    monkeypatch.setattr(runner, "max_sample_s", 0.5)
+    runner.execute(StepPlan(clear_slots=list(range(12))))
+    h = Harness(runner, Scheduler(kv_cells=4096, max_running=12, n_batch=256, cache_slots=0))
+    h.submit("slow", CHAT.format("Say hi."), max_tokens=8, seed=13)
+    h.submit("plain", CHAT.format("Say hi."), max_tokens=8, temperature=0.0)
+    h.run()
+    slow = h.final("slow")
+    assert slow.finish_reason is FinishReason.ERROR
+    assert slow.error is not None and "engine.max_sample_ms" in slow.error
+    assert slow.completion_tokens == 1
+    assert h.final("plain").finish_reason in (FinishReason.STOP, FinishReason.LENGTH)
+    assert h.text("plain")
+
+
+COSTLIEST_ACCEPTED: dict[str, dict[str, Any]] = {
+    "pattern at the limit": {"type": "string", "pattern": "^a{0,62}a{62}$"},
+    "wide union": {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"kind": {"const": f"kind{k}"}, "x": {"type": "integer"}},
+                "required": ["kind", "x"],
+            }
+            for k in range(40)
+        ]
+    },
+    "many optional members": {
+        "type": "object",
+        "properties": {f"field_{i}": {"type": ["string", "null"]} for i in range(50)},
+    },
+    "big enum": {"enum": [f"value-{i}" for i in range(1990)]},
+}
+
+
+def test_the_costliest_accepted_schemas_still_generate(runner: LlamaRunner) -> None:
+    """Each runs 4 sampled sequences next to a free one: all of them finish."""
+    for name, schema in COSTLIEST_ACCEPTED.items():
+        grammar = schema_to_grammar(schema)
+        runner.execute(StepPlan(clear_slots=list(range(12))))
+        h = Harness(runner, Scheduler(kv_cells=4096, max_running=12, n_batch=256, cache_slots=0))
+        for i in range(4):
+            h.submit(str(i), CHAT.format("Answer."), max_tokens=12, grammar=grammar, seed=i)
+        h.submit("free", CHAT.format("Say hi."), max_tokens=12, temperature=0.0)
+        h.run()
+        for rid in ("0", "1", "2", "3", "free"):
+            assert h.final(rid).finish_reason is not FinishReason.ERROR, (name, h.final(rid))
+
+
+def allowed_ids(sampler: Any, ids: Any) -> set[int]:
+    """The tokens among `ids` that `sampler`'s grammar accepts now."""
+    data = np.zeros(len(ids), dtype=TOKEN_DATA)
+    data["id"] = ids
+    ll.llama_sampler_apply(sampler, ctypes.byref(token_array(data)))
+    return {int(t) for t in data["id"][np.isfinite(data["logit"])]}
+
+
+def test_filtering_by_token_starts_gives_the_whole_vocabulary_mask(
+    checker: GrammarChecker,
+) -> None:
+    """At every point of every accepted text: the narrowed filter allows exactly the tokens
+    the filter of the whole vocabulary allows (the sampler relies on it)."""
+    size = int(ll.llama_vocab_n_tokens(checker.vocab))
+    starts = TokenStarts(checker.vocab, size)
+    everything = np.arange(size, dtype=np.int32)
+    for name, (schema, good, _) in CASES.items():
+        for text in good:
+            sampler = checker.compile(schema_to_grammar(schema))
+            tail = b""
+            for token in checker.tokenize(text):
+                if not tail:
+                    full = allowed_ids(sampler, everything)
+                    assert allowed_ids(sampler, starts.candidates(sampler)) == full, name
+                ll.llama_sampler_accept(sampler, token)
+                tail = incomplete_tail(tail + starts.pieces[token])
+            ll.llama_sampler_free(sampler)
+
+
+def test_values_whose_characters_split_across_tokens_come_out_whole(runner: LlamaRunner) -> None:
+    """Mid-character (a CJK character is several byte tokens here), the filter checks the
+    whole vocabulary: the answer is still one of the values."""
+    schema = {"enum": ["東京都", "大阪府", "京都府", "北海道"]}
+    prompts = ["Name a Japanese prefecture.", "Where is Osaka?", "Pick one."]
+    runs = [(p, {"temperature": 1.0, "seed": seed}) for p in prompts for seed in (1, 2, 3)]
+    h = generate(runner, runs, schema_to_grammar(schema))
+    for i in range(len(runs)):
+        assert h.final(str(i)).finish_reason is FinishReason.STOP, h.text(str(i))
+        assert validate_output(h.text(str(i)), schema) in schema["enum"]

@@ -212,3 +212,116 @@ def test_validate_output_returns_the_value_or_says_what_is_wrong() -> None:
     assert validate_output('{"a": [1]}', None) == {"a": [1]}
     with pytest.raises(InvalidOutput, match="not a JSON object"):
         validate_output("[1, 2]", None)
+
+
+# ----- matching cost (issue 13) --------------------------------------------------------------
+
+HOSTILE_ENUM = {"enum": [chr(0x4E00 + i) for i in range(1990)]}  # no two start alike
+RECURSIVE_TWINS = {
+    "$defs": {
+        "x": {
+            "anyOf": [
+                {"type": "array", "items": {"$ref": "#/$defs/x"}},
+                {"type": "array", "items": {"$ref": "#/$defs/x"}, "maxItems": 3},
+            ]
+        }
+    },
+    "$ref": "#/$defs/x",
+}
+
+
+def union(n: int) -> dict[str, Any]:
+    """A discriminated union of `n` object types, as tools or pydantic unions give."""
+    return {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"kind": {"const": f"kind{k}"}, "x": {"type": "integer"}},
+                "required": ["kind", "x"],
+            }
+            for k in range(n)
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("pattern", "limit"),
+    [
+        ("^(a?){256}a{256}$", "must not match the empty text"),
+        ("^(a?){128}a{128}$", "must not match the empty text"),
+        ("^(a|b?)*c$", "must not match the empty text"),
+        ("^((a?){4}){64}$", "must not match the empty text"),
+        ("^a{0,256}a{256}$", "MAX_STACKS"),
+        ("^(a{1,16}){16}$", "MAX_STACKS"),
+        ("^([a-z]{256}){8}$", "MAX_PATTERN_POSITIONS"),
+    ],
+)
+def test_a_pattern_costly_to_match_is_refused_naming_the_limit(pattern: str, limit: str) -> None:
+    message = refusal({"type": "string", "pattern": pattern})
+    assert limit in message
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        HOSTILE_ENUM,
+        {"anyOf": [{"type": "integer", "minimum": i} for i in range(100)]},
+        union(100),
+        RECURSIVE_TWINS,
+        {
+            "type": "string",
+            "anyOf": [{"pattern": "^a{0,40}a{40}$"}, {"pattern": "^a{0,40}a{40}b$"}],
+        },
+    ],
+)
+def test_alternatives_open_at_once_beyond_the_limit_are_refused(schema: dict[str, Any]) -> None:
+    assert "MAX_STACKS" in refusal(schema)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"enum": [f"value-{i}" for i in range(1990)]},
+        {"enum": [f"{w}{i}" for i in range(300) for w in ("alpha", "beta")]},
+        union(40),
+        {"type": "object", "properties": {f"field_{i}": {"type": "string"} for i in range(50)}},
+        {"type": "string", "pattern": "^[a-z0-9._%+-]{1,64}@[a-z0-9.-]{1,255}\\.[a-z]{2,24}$"},
+        {"type": "string", "pattern": "^a{0,30}a{30}$"},
+        {"type": "array", "items": {"type": "string", "pattern": "^(ab|cd)*(a|c){0,8}$"}},
+        {"anyOf": [{"const": "same"}, {"const": "sample"}, {"const": 1}, {"const": None}]},
+    ],
+)
+def test_large_but_cheap_schemas_are_accepted(schema: dict[str, Any]) -> None:
+    assert "root ::=" in schema_to_grammar(schema)
+
+
+def test_a_union_is_written_with_its_common_start_once() -> None:
+    grammar = schema_to_grammar(union(3))
+    root = grammar.splitlines()[0]
+    assert root.count('"{"') == 1 and root.count('"\\"kind\\":"') == 1
+    assert all(f"kind{k}" in root for k in range(3))
+
+
+def test_an_enum_is_written_as_a_tree_of_shared_prefixes() -> None:
+    grammar = schema_to_grammar({"enum": ["apple", "apricot", "banana"]})
+    assert grammar == 'root ::= "\\"" ("ap" ("ple\\"" | "ricot\\"") | "banana\\"")\n'
+
+
+def test_checking_patterns_has_a_budget_per_schema() -> None:
+    email = "^[a-z0-9._%+-]{1,64}@[a-z0-9.-]{1,255}\\.[a-z]{2,TOP}$"
+    same = {f"p{i}": {"type": "string", "pattern": email.replace("TOP", "24")} for i in range(60)}
+    assert "root ::=" in schema_to_grammar({"type": "object", "properties": same})
+    distinct = {
+        f"p{i}": {"type": "string", "pattern": email.replace("TOP", str(30 + i))} for i in range(60)
+    }
+    message = refusal({"type": "object", "properties": distinct})
+    assert "MAX_SCHEMA_PATTERN_STATES" in message
+
+
+def test_a_schema_sent_again_gets_the_same_answer() -> None:
+    first = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
+    swapped = {"type": "object", "properties": {"b": {"type": "string"}, "a": {"type": "integer"}}}
+    assert schema_to_grammar(first) == schema_to_grammar(dict(first))
+    assert schema_to_grammar(swapped) != schema_to_grammar(first)  # members keep their order
+    hostile = {"type": "string", "pattern": "^(a?){256}a{256}$"}
+    assert refusal(hostile) == refusal(dict(hostile))

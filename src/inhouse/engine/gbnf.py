@@ -7,7 +7,8 @@ sets in which some rule can never finish (recursion without a way out).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from inhouse.errors import InvalidSchema
@@ -107,6 +108,105 @@ def alt(*options: Expr) -> Expr:
 
 def opt(expr: Expr) -> Expr:
     return EMPTY if expr == EMPTY else Rep(expr, 0, 1)
+
+
+_TRIE_DEPTH = 32  # deeper branching stays a plain list of alternatives (recursion depth)
+
+
+def common_prefix(texts: Sequence[str]) -> str:
+    """The longest text all of `texts` start with."""
+    if not texts:
+        return ""
+    low, high = min(texts), max(texts)  # what the extremes share, all share
+    n = next((i for i, (a, b) in enumerate(zip(low, high, strict=False)) if a != b), len(low))
+    return low[:n]
+
+
+def literals(texts: Sequence[str]) -> Expr:
+    """Any one of `texts`, as a trie: alternatives sharing a prefix share its parse stack."""
+    return _trie(sorted(set(texts)), 0, 0)
+
+
+def _trie(texts: list[str], start: int, level: int) -> Expr:
+    """Any one of `texts` (sorted, sharing text[:start]) from `start` on."""
+    ends = texts[0] == texts[0][:start]  # the shortest one ends here (sorted: it is first)
+    rest = texts[1:] if ends else texts
+    options: list[Expr] = []
+    if level >= _TRIE_DEPTH:
+        options += [Lit(t[start:]) for t in rest]
+    else:
+        for _, group in itertools.groupby(rest, key=lambda t: t[start]):
+            same = list(group)
+            common = len(common_prefix(same))
+            head = Lit(same[0][start:common])
+            options.append(seq(head, _trie(same, common, level + 1)) if len(same) > 1 else head)
+    if not options:
+        return EMPTY
+    return opt(alt(*options)) if ends else alt(*options)
+
+
+def refs_of(expr: Expr) -> Iterator[str]:
+    """Names of the rules `expr` refers to."""
+    todo = [expr]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, Ref):
+            yield e.name
+        elif isinstance(e, Seq):
+            todo.extend(e.parts)
+        elif isinstance(e, Alt):
+            todo.extend(e.options)
+        elif isinstance(e, Rep):
+            todo.append(e.expr)
+
+
+def reachable(rules: Mapping[str, Expr]) -> dict[str, Expr]:
+    """The rules `root` uses, directly or not (a rule inlined elsewhere may be left unused)."""
+    keep, todo = {"root"}, ["root"]
+    while todo:
+        for name in refs_of(rules[todo.pop()]):
+            if name in rules and name not in keep:
+                keep.add(name)
+                todo.append(name)
+    return {name: body for name, body in rules.items() if name in keep}
+
+
+def flatten(expr: Expr, whole: Container[int] = ()) -> tuple[Expr, ...]:
+    """`expr` as the flat sequence of its parts, but for those in `whole` (by id)."""
+    if isinstance(expr, Seq) and id(expr) not in whole:
+        return tuple(part for p in expr.parts for part in flatten(p, whole))
+    return (expr,)
+
+
+def factor(options: list[tuple[Expr, ...]]) -> Expr:
+    """Any one of the part sequences `options`, the parts they start with written once."""
+    groups: dict[Expr, list[tuple[Expr, ...]]] = {}
+    for parts in options:
+        if parts:
+            groups.setdefault(parts[0], []).append(parts[1:])
+    out = [
+        seq(first, factor(rests)) if len(rests) > 1 else seq(first, *rests[0])
+        for first, rests in groups.items()
+    ]
+    if not out:
+        return EMPTY
+    return opt(alt(*out)) if () in options else alt(*out)
+
+
+def nullable(expr: Expr, rules: Mapping[str, Expr], seen: frozenset[str] = frozenset()) -> bool:
+    """Whether `expr` matches the empty text (`rules`: bodies of the rules it refers to)."""
+    if isinstance(expr, Ref):
+        body = rules.get(expr.name)
+        if body is None or expr.name in seen:
+            return expr.name == "ws"
+        return nullable(body, rules, seen | {expr.name})
+    if isinstance(expr, Seq):
+        return all(nullable(p, rules, seen) for p in expr.parts)
+    if isinstance(expr, Alt):
+        return any(nullable(o, rules, seen) for o in expr.options)
+    if isinstance(expr, Rep):
+        return expr.lo == 0 or nullable(expr.expr, rules, seen)
+    return isinstance(expr, Lit) and not expr.text
 
 
 def quote(text: str) -> str:

@@ -7,12 +7,16 @@ what this grammar does not see: bounds of non-integer numbers (exact for whole-n
 `validate_output` checks those after generation. Semantics are OpenAI's strict
 mode: with `properties` and no `additionalProperties`, no other key is generated; properties
 come in declared order. Whitespace and number digits are bounded, so a small model cannot
-loop forever outside a string or an array without `maxItems`.
+loop forever outside a string or an array without `maxItems`. Enums and unions are written
+with their common starts once; schemas too costly for llama.cpp to follow are refused
+(grammar_cost.py).
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import unquote
 
@@ -30,10 +34,16 @@ from inhouse.engine.gbnf import (
     Rep,
     alt,
     check_terminates,
+    factor,
+    flatten,
+    literals,
+    nullable,
     opt,
+    reachable,
     render_grammar,
     seq,
 )
+from inhouse.engine.grammar_cost import PatternCosts, check_stacks
 from inhouse.engine.grammar_numbers import MAX_INT_BOUND, decimals, int_range, integers, whole
 from inhouse.engine.grammar_regex import Regex
 from inhouse.errors import InvalidSchema
@@ -158,13 +168,18 @@ class _Compiler:
         self.refs: dict[str, str] = {}  # $ref -> rule name
         self.merging: list[str] = []  # $refs being inlined into an allOf
         self.depth = 0
+        self.fixed: dict[int, tuple[Expr, int]] = {}  # patterns: id -> (body, parse stacks)
+        self.pending: set[str] = set()  # $ref rules whose body is being compiled
+        self.patterns = PatternCosts()
 
     def grammar(self) -> str:
         self.rules["root"] = self.schema(self.root)
-        check_terminates(self.rules, self.refs)
-        text = render_grammar(self.rules, self.shared)
+        rules = reachable(self.rules)
+        check_terminates(rules, {ptr: name for ptr, name in self.refs.items() if name in rules})
+        text = render_grammar(rules, self.shared)
         if len(text) > MAX_GRAMMAR_CHARS:
             raise InvalidSchema("the schema is too large: its grammar exceeds the supported size")
+        check_stacks(rules, self.fixed)
         return text
 
     # ----- rules
@@ -185,6 +200,9 @@ class _Compiler:
             self.named[body] = self.fresh(hint)
             self.rules[self.named[body]] = body
         return Ref(self.named[body])
+
+    def matches_empty(self, expr: Expr) -> bool:
+        return nullable(expr, self.rules)
 
     def prim(self, name: str) -> Ref:
         self.shared.add(name)
@@ -253,7 +271,9 @@ class _Compiler:
             name = self.fresh("ref-" + (pointer.rsplit("/", 1)[-1] if pointer != "#" else "root"))
             self.refs[pointer] = name
             self.rules[name] = EMPTY  # reserves the name while the target refers back to it
+            self.pending.add(name)
             self.rules[name] = self.schema(target)
+            self.pending.discard(name)
         return Ref(self.refs[pointer])
 
     def resolve(self, pointer: str) -> Any:
@@ -299,18 +319,40 @@ class _Compiler:
         base = {k: v for k, v in s.items() if k != key}
         shared = any(k not in _ANNOTATIONS for k in base)
         options = [self.schema({"allOf": [base, o]} if shared else o) for o in s[key]]
-        return alt(*options)
+        if all(isinstance(o, Lit) for o in options):  # consts: one trie, like an enum
+            return literals([o.text for o in options if isinstance(o, Lit)])
+        return self.factored(options)
+
+    def factored(self, options: list[Expr]) -> Expr:
+        """The alternatives with the parts they start with written once: objects of a union
+        then share one parse stack up to where they differ, instead of one each."""
+        flat = [self.parts(o) for o in options]
+        if len({parts[:1] for parts in flat}) == len(flat):
+            return alt(*options)  # nothing shared: keep the rules as they are
+        return factor(flat)
+
+    def parts(self, expr: Expr) -> tuple[Expr, ...]:
+        """`expr` as a flat sequence, looking through the rules it is (not recursive ones)."""
+        seen: set[str] = set()
+        while isinstance(expr, Ref) and expr.name in self.rules and expr.name not in seen:
+            if expr.name in self.pending:
+                break
+            seen.add(expr.name)
+            expr = self.rules[expr.name]
+        return flatten(expr, self.fixed)  # a pattern stays whole: its cost is measured
 
     def enum(self, s: dict[str, Any]) -> Expr:
         values = [v for v in s["enum"] if "type" not in s or _has_type(v, s["type"])]
         if not values:
             raise InvalidSchema("no value of `enum` has the declared `type`")
-        return alt(*(Lit(_dump(v)) for v in values))
+        return literals([_dump(v) for v in values])
 
     def string(self, s: dict[str, Any]) -> Expr:
         quote = Lit('"')
         if "pattern" in s:
-            return seq(quote, Regex(s["pattern"], self).parse(), quote)
+            body = Regex(s["pattern"], self).parse()
+            self.fixed[id(body)] = (body, self.patterns.stacks(s["pattern"], body, self.rules))
+            return seq(quote, body, quote)
         if s.get("format") in _FORMATS:
             return seq(quote, self.prim(s["format"]), quote)
         lo, hi = _repeat_bounds(s, "minLength", "maxLength")
@@ -422,11 +464,39 @@ def _check_size(schema: dict[str, Any]) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
+_KNOWN_SCHEMAS = 256  # compiled schemas remembered: clients send the same one again and again
+_KNOWN_CHARS = 65_536  # longer schemas or grammars are not remembered
+_known: OrderedDict[str, tuple[bool, str]] = OrderedDict()  # schema JSON -> (ok, grammar/why)
+_known_lock = threading.Lock()
+
+
 def schema_to_grammar(schema: dict[str, Any]) -> str:
     """GBNF (start rule `root`) for JSON valid against `schema`; InvalidSchema if impossible."""
     if not isinstance(schema, dict):
         raise InvalidSchema("the JSON schema must be a JSON object")
     _check_size(schema)
+    key = json.dumps(schema, ensure_ascii=False)  # key order matters: properties keep it
+    with _known_lock:
+        known = _known.get(key)
+        if known is not None:
+            _known.move_to_end(key)
+    if known is None:
+        try:
+            known = (True, _compile(schema))
+        except InvalidSchema as exc:
+            known = (False, exc.message)
+        if len(key) <= _KNOWN_CHARS and len(known[1]) <= _KNOWN_CHARS:
+            with _known_lock:
+                _known[key] = known
+                while len(_known) > _KNOWN_SCHEMAS:
+                    _known.popitem(last=False)
+    ok, text = known
+    if not ok:
+        raise InvalidSchema(text)
+    return text
+
+
+def _compile(schema: dict[str, Any]) -> str:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:

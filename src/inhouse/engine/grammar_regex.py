@@ -22,6 +22,10 @@ class Repeater(Protocol):
         """`expr` repeated lo..hi times (hi None: unbounded)."""
         ...
 
+    def matches_empty(self, expr: Expr) -> bool:
+        """Whether `expr` matches the empty text."""
+        ...
+
 
 _Ranges = list[tuple[int, int]]
 _NEEDS_ESCAPE: _Ranges = [(0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C)]  # inside a JSON string
@@ -114,6 +118,13 @@ class Regex:
         self.pos += self.peek() == "?"  # a lazy quantifier matches the same strings
         if lo > MAX_REPEAT:
             raise self.fail(f"repeating more than {MAX_REPEAT} times")
+        if (hi is None or hi > 1) and self.compiler.matches_empty(atom):
+            # each copy may or may not match: llama.cpp follows every combination at once
+            raise InvalidSchema(
+                f"pattern {self.text!r}: a repeated part can match the empty text (as in "
+                "(a?){256} or (a|b?)*), which makes matching cost explode; the limit: a part "
+                "repeated more than once must not match the empty text (write a{0,256})"
+            )
         return self.compiler.rep(atom, lo, None if hi is None else min(hi, MAX_REPEAT))
 
     def atom(self) -> Expr:

@@ -3,8 +3,9 @@
 A grammar sampler has to match every one of the vocabulary's tokens against the grammar,
 which costs more than the decode itself on a small model. As llama.cpp's own server does,
 a constrained sequence first samples without the grammar and only checks the one token it
-drew; only when the grammar refuses that token is the whole vocabulary filtered and the
-token drawn again. The result has the same distribution as filtering first.
+drew; only when the grammar refuses that token is the vocabulary filtered (only the groups
+of tokens whose start the grammar allows, token_starts.py) and the token drawn again. The
+result has the same distribution as filtering the whole vocabulary first.
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ import numpy as np
 import numpy.typing as npt
 
 from inhouse.engine.request import SamplingParams
+from inhouse.engine.token_starts import (
+    TOKEN_DATA,
+    Ids,
+    incomplete_tail,
+    token_array,
+    token_starts,
+)
 
 _DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
-_TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+MAX_SAMPLE_S = 0.5  # default engine.max_sample_ms / 1000
 
 
 def _chain(vocab_size: int, params: SamplingParams) -> Any:
@@ -54,6 +62,17 @@ def _chain(vocab_size: int, params: SamplingParams) -> Any:
     return chain
 
 
+def sampling_overrun(spent_s: float, budget_s: float) -> str | None:
+    """The error that ends a sequence whose token took longer than `budget_s` to sample."""
+    if spent_s <= budget_s:
+        return None
+    return (
+        f"sampling one token took {spent_s * 1000:.0f} ms, over the engine's budget of "
+        f"{budget_s * 1000:.0f} ms per token (engine.max_sample_ms): the grammar of this "
+        "request's response_format or tool call is too costly to follow"
+    )
+
+
 class SequenceSampler:
     """Draws the next token of one sequence from a row of logits; lives as long as it."""
 
@@ -66,44 +85,46 @@ class SequenceSampler:
             if not self._grammar:
                 ll.llama_sampler_free(self._chain)
                 raise ValueError("llama.cpp refused the grammar")
-            self._candidates = np.zeros(vocab_size, dtype=_TOKEN_DATA)
-            self._one = np.zeros(1, dtype=_TOKEN_DATA)
+            self._starts = token_starts(vocab, vocab_size)
+            self._tail = b""  # the output ends inside this UTF-8 character
+            self._one = np.zeros(1, dtype=TOKEN_DATA)
 
     def sample(self, ctx: Any, row: int) -> int:
         if self._grammar is None:
             return int(ll.llama_sampler_sample(self._chain, ctx, row))
         logits = np.ctypeslib.as_array(ll.llama_get_logits_ith(ctx, row), (self._vocab_size,))
-        token = self._draw(logits, constrained=False)
+        token = self._draw(logits, None)
         if not self._allowed(token):
-            token = self._draw(logits, constrained=True)
+            # mid-character, a start no longer stands for its group: check them all
+            starts = self._starts
+            ids = starts.everything if self._tail else starts.candidates(self._grammar)
+            token = self._draw(logits, ids)
         ll.llama_sampler_accept(self._grammar, token)
         ll.llama_sampler_accept(self._chain, token)
+        self._tail = incomplete_tail(self._tail + self._starts.pieces[token])
         return token
 
-    def _draw(self, logits: npt.NDArray[np.float32], *, constrained: bool) -> int:
-        candidates = self._candidates
-        candidates["id"] = np.arange(self._vocab_size, dtype=np.int32)
-        candidates["logit"] = logits
-        candidates["p"] = 0.0
-        array = self._array(candidates)
-        if constrained:
+    def _draw(self, logits: npt.NDArray[np.float32], ids: Ids | None) -> int:
+        """A token from the chain: unconstrained (`ids` None), else among `ids` the grammar
+        accepts (every token it may accept is in `ids`, so the distribution is the same)."""
+        if ids is None:
+            candidates = np.zeros(self._vocab_size, dtype=TOKEN_DATA)
+            candidates["id"] = np.arange(self._vocab_size, dtype=np.int32)
+            candidates["logit"] = logits
+        else:
+            candidates = np.zeros(len(ids), dtype=TOKEN_DATA)
+            candidates["id"] = ids
+            candidates["logit"] = logits[ids]
+        array = token_array(candidates)
+        if ids is not None:
             ll.llama_sampler_apply(self._grammar, ctypes.byref(array))
         ll.llama_sampler_apply(self._chain, ctypes.byref(array))
         return int(array.data[array.selected].id)
 
     def _allowed(self, token: int) -> bool:
         self._one["id"], self._one["logit"], self._one["p"] = token, 0.0, 0.0
-        ll.llama_sampler_apply(self._grammar, ctypes.byref(self._array(self._one)))
+        ll.llama_sampler_apply(self._grammar, ctypes.byref(token_array(self._one)))
         return bool(np.isfinite(self._one["logit"][0]))
-
-    @staticmethod
-    def _array(data: npt.NDArray[Any]) -> Any:
-        return ll.llama_token_data_array(
-            data=data.ctypes.data_as(ll.llama_token_data_p),
-            size=len(data),
-            selected=-1,
-            sorted=False,
-        )
 
     def free(self) -> None:
         ll.llama_sampler_free(self._chain)
