@@ -20,7 +20,7 @@ class Harness:
         self.core = EngineCore(self.runner, self.scheduler, self.events.extend)
 
     def submit(self, rid: str, prompt: str, max_tokens: int = 8, **params: object) -> None:
-        tokens = tuple(self.runner.tokenize(prompt, add_special=False))
+        tokens = tuple(self.runner.tokenize(prompt, add_special=False, parse_special=True))
         sampling = SamplingParams(max_tokens=max_tokens, **params)  # type: ignore[arg-type]
         self.core.submit(GenerationRequest(rid, tokens, sampling))
 

@@ -92,6 +92,19 @@ def test_refusals_exit_2_with_a_reason_and_change_nothing(home: Path, tmp_path: 
     ]
 
 
+def test_import_refuses_runaway_templates_and_files_llama_cpp_cannot_load(
+    home: Path, tmp_path: Path
+) -> None:
+    hostile = hostile_files(tmp_path / "hostile")
+    looping, _ = hostile["looping template"]
+    assert "loop iterations" in refused(home, "import", str(looping), "--name", "loops")
+    bomb, _ = hostile["template building 90 MB"]
+    assert "90000000 characters" in refused(home, "import", str(bomb), "--name", "bomb")
+    no_heads = write_model(tmp_path / "no-heads.gguf", head_count=0)
+    assert "llama.cpp cannot load" in refused(home, "import", str(no_heads), "--name", "heads")
+    assert set(rows(ok(home, "list"))) == {"smollm2"}
+
+
 def test_an_adapter_set_from_the_command_line(home: Path, tmp_path: Path) -> None:
     ok(home, "import", str(write_model(tmp_path / "tiny.gguf")), "--name", "base")
     lora = write_lora(tmp_path / "adapter.gguf")

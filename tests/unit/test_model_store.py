@@ -97,6 +97,18 @@ def test_a_hostile_import_is_refused_quickly_and_leaves_the_store_untouched(
     assert snapshot(store) == before
 
 
+def test_a_model_llama_cpp_cannot_load_is_refused_at_import_with_its_reason(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    before = snapshot(store)
+    with pytest.raises(InvalidModelFile) as refused:
+        store.import_file(write_model(tmp_path / "no-heads.gguf", head_count=0), "broken")
+    assert refused.value.code == "model_not_loadable" and refused.value.status == 400
+    assert "no-heads.gguf: llama.cpp cannot load this model file" in refused.value.message
+    assert "attn_q.weight" in refused.value.message  # llama.cpp's own reason
+    assert snapshot(store) == before
+
+
 @pytest.mark.parametrize("name", ["../evil", "a/b", "a\\b", "nul\x00l", "..", "Upper", "a b", ""])
 def test_names_that_could_be_paths_are_refused(store: ModelStore, name: str) -> None:
     before = snapshot(store)

@@ -92,7 +92,7 @@ class ModelStore:
         if manifest.kind_of(name) != "model":  # a model may be these very bytes: checked below
             self._check_free(manifest, name)  # before a long copy or download
         with staged(self.blobs, chunks) as blob:
-            info = self._inspect(blob.path, label)
+            info = self._inspect(blob.path, label, load=True)
             if info.kind != "model":
                 raise InvalidModelFile(
                     f"{label} is a LoRA adapter, not a model: add it with "
@@ -253,11 +253,12 @@ class ModelStore:
                 write_manifest(self.root, manifest)
         return self.resolve(DEFAULT_NAME)
 
-    def _inspect(self, path: Path, label: str) -> GGUFInfo:
+    def _inspect(self, path: Path, label: str, *, load: bool = False) -> GGUFInfo:
+        """Inspect `path` in the limited child; with `load`, also check llama.cpp loads it."""
         try:
-            return inspect_file(path)
+            return inspect_file(path, load=load)
         except InvalidModelFile as exc:
-            raise InvalidModelFile(f"{label}: {exc.message}") from exc
+            raise InvalidModelFile(f"{label}: {exc.message}", code=exc.code) from exc
 
     def _check_free(self, manifest: Manifest, name: str) -> None:
         kind = manifest.kind_of(name)
