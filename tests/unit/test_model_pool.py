@@ -15,6 +15,7 @@ import pytest
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.pool import ModelPool, ModelSpec
 from inhouse.engine.request import FinishReason, GenerationRequest, SamplingParams, TokenEvent
+from inhouse.errors import Overloaded
 from tests.conftest import fake_engine
 from tests.fakes import FakeRunner
 
@@ -169,3 +170,74 @@ async def test_a_changed_spec_replaces_the_loaded_engine(pools: list[ModelPool])
     new = await pool.engine(replace(spec("tuned"), adapters=((Path("/dev/null"), 0.5),)))
     assert new is not old and not old.alive
     assert names(pool) == ["tuned"]
+
+
+async def test_a_leased_engine_is_not_unloaded_before_it_streams(pools: list[ModelPool]) -> None:
+    """A prepared request holds its engine from the lease on, not from its first token."""
+    pool = make_pool(pools, Builder(), models=1.5, keep_alive_s=0.1)
+    lease = await pool.lease(spec("a"), 1)
+    await pool.engine(spec("b"))  # over budget: a is least recently used, but leased
+    pool.start()
+    await asyncio.sleep(0.5)  # several idle sweeps
+    assert "a" in names(pool) and lease.engine.alive
+    events = [e async for e in lease.engine.generate(request(), lease)]
+    assert "".join(e.text for e in events) == "hello"
+    lease.release()
+    for _ in range(200):
+        if "a" not in names(pool):
+            break
+        await asyncio.sleep(0.05)
+    assert "a" not in names(pool) and not lease.engine.alive
+
+
+async def test_an_asked_unload_waits_for_the_leases(pools: list[ModelPool]) -> None:
+    pool = make_pool(pools, Builder())
+    lease = await pool.lease(spec("a"), 2)
+    unloading = asyncio.ensure_future(pool.unload("a"))
+    await asyncio.sleep(0.2)
+    assert not unloading.done() and lease.engine.alive
+    lease.release()
+    assert await asyncio.wait_for(unloading, 10)
+    assert names(pool) == [] and not lease.engine.alive
+
+
+async def test_a_replaced_engine_is_closed_once_its_leases_end(pools: list[ModelPool]) -> None:
+    pool = make_pool(pools, Builder())
+    lease = await pool.lease(spec("tuned"), 1)
+    tuned = replace(spec("tuned"), adapters=((Path("/dev/null"), 0.5),))
+    loading = asyncio.ensure_future(pool.engine(tuned))
+    await asyncio.sleep(0.2)
+    assert lease.engine.alive
+    assert "".join([e.text async for e in lease.engine.generate(request(), lease)]) == "hello"
+    lease.release()
+    new = await asyncio.wait_for(loading, 10)
+    assert new is not lease.engine and not lease.engine.alive
+
+
+async def test_a_full_engine_refuses_the_lease(pools: list[ModelPool]) -> None:
+    pool = make_pool(pools, Builder())
+    engine = await pool.engine(spec("a"))
+    held = await pool.lease(spec("a"), engine.max_pending)
+    with pytest.raises(Overloaded):
+        await pool.lease(spec("a"), 1)
+    assert engine.num_pending == engine.max_pending
+    held.release()
+    (await pool.lease(spec("a"), 1)).release()
+
+
+async def test_unload_when_idle_leaves_a_busy_model_to_its_requests(
+    pools: list[ModelPool],
+) -> None:
+    """keep_alive 0 from one client must not wait for, or cut off, another client's request."""
+    pool = make_pool(pools, Builder())
+    lease = await pool.lease(spec("a"), 1)
+    await asyncio.wait_for(pool.unload_when_idle("a"), 5)  # returns without waiting
+    assert names(pool) == ["a"] and lease.engine.alive
+    assert "".join([e.text async for e in lease.engine.generate(request(), lease)]) == "hello"
+    lease.release()
+    for _ in range(200):
+        if not lease.engine.alive:
+            break
+        await asyncio.sleep(0.05)
+    assert names(pool) == [] and not lease.engine.alive
+    await pool.unload_when_idle("a")  # not loaded: nothing to do

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable
 
 from inhouse.engine.backend import ModelInfo, ModelRunner
 from inhouse.engine.core import EngineCore
@@ -12,6 +14,26 @@ from inhouse.engine.request import GenerationRequest, TokenEvent
 from inhouse.engine.scheduler import Scheduler
 from inhouse.engine.templates import CHATML, ChatTemplate
 from inhouse.errors import EngineDead, Overloaded
+
+log = logging.getLogger(__name__)
+
+
+class Lease:
+    """Room for `n` requests reserved in one engine, from a request's preparation to its end.
+
+    While any lease is held the engine counts as busy, so its pool never unloads it.
+    `release` is idempotent: however the request ends, the room is given back once."""
+
+    def __init__(self, engine: AsyncEngine, n: int, give_back: Callable[[int], None]) -> None:
+        self.engine = engine
+        self.n = n
+        self._give_back = give_back
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._give_back(self.n)
 
 
 class AsyncEngine:
@@ -39,6 +61,10 @@ class AsyncEngine:
         self.core = EngineCore(runner, scheduler, self._from_engine_thread)
         self._queues: dict[str, asyncio.Queue[TokenEvent]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reserved = 0  # requests holding a lease (admitted, streaming or not yet)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.idle_since = time.monotonic()
 
     @property
     def info(self) -> ModelInfo:
@@ -50,7 +76,8 @@ class AsyncEngine:
 
     @property
     def num_pending(self) -> int:
-        return len(self._queues)
+        """Requests admitted and not yet ended: leased, whether or not they stream yet."""
+        return self._reserved
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -59,25 +86,47 @@ class AsyncEngine:
     def stop(self) -> None:
         self.core.stop()
 
-    def close(self) -> None:
-        self.stop()
-        self.runner.close()
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the engine; the model is freed only once the engine thread is done with it."""
+        if not self.core.close(timeout):
+            log.warning(
+                "the engine of %s is still in a step after %.0f s; it frees the model when "
+                "the step returns",
+                self.info.name,
+                timeout,
+            )
 
-    def check_capacity(self, n: int = 1) -> None:
-        """Raise unless `n` more requests can be queued now."""
+    def reserve(self, n: int = 1) -> Lease:
+        """A lease on room for `n` more requests; EngineDead or Overloaded (503) when none."""
         if not self.alive:
             raise EngineDead("the engine is not running")
-        if len(self._queues) + n > self.max_pending:
+        if self._reserved + n > self.max_pending:
             raise Overloaded(
                 f"the server is at capacity ({self.max_pending} requests); retry shortly"
             )
+        self._reserved += n
+        self._idle.clear()
+        return Lease(self, n, self._give_back)
 
-    async def generate(self, request: GenerationRequest) -> AsyncGenerator[TokenEvent, None]:
+    def _give_back(self, n: int) -> None:
+        self._reserved -= n
+        if self._reserved == 0:
+            self.idle_since = time.monotonic()
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no lease is held (at once when none is)."""
+        await self._idle.wait()
+
+    async def generate(
+        self, request: GenerationRequest, lease: Lease | None = None
+    ) -> AsyncGenerator[TokenEvent, None]:
         """Events of one request, ending with the one that carries finish_reason.
 
-        Closing the iterator early (client gone) aborts the sequence in the engine.
+        Runs under `lease` (no capacity check), or under a lease of its own taken at the first
+        iteration. Closing the iterator early (client gone) aborts the sequence in the engine.
         """
-        self.check_capacity()
+        own = self.reserve() if lease is None else None
         events: asyncio.Queue[TokenEvent] = asyncio.Queue()
         self._queues[request.request_id] = events
         finished = False
@@ -91,6 +140,8 @@ class AsyncEngine:
             del self._queues[request.request_id]
             if not finished:
                 self.core.abort(request.request_id)
+            if own is not None:
+                own.release()
 
     def _from_engine_thread(self, events: list[TokenEvent]) -> None:
         assert self._loop is not None

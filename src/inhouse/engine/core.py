@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
@@ -36,6 +37,12 @@ class _Stop:
 
 _Command = _Add | _Abort | _Stop
 
+STOPPED = "the engine stopped (its model was unloaded or the server is shutting down)"
+
+
+def _stopped_event(request_id: str) -> TokenEvent:
+    return TokenEvent(request_id, "", finish_reason=FinishReason.ERROR, error=STOPPED)
+
 
 class EngineCore:
     """Owns the runner; every call into llama.cpp's context happens on this thread."""
@@ -48,6 +55,11 @@ class EngineCore:
         self._arrivals = itertools.count()
         self._thread = threading.Thread(target=self._run, name="inhouse-engine", daemon=True)
         self._stopping = False
+        # _gate orders submissions against the thread's exit, and closing against the last step
+        self._gate = threading.Lock()
+        self._closed = False  # the thread takes no more requests
+        self._exited = False  # the thread no longer touches the runner
+        self._close_runner = False  # free the runner as soon as the thread is done with it
         self.steps = 0
 
     # ----- called from other threads ------------------------------------------------------
@@ -55,16 +67,35 @@ class EngineCore:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the loop after its current step; whether the thread ended within `timeout`."""
         self._inbox.put(_Stop())
         self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Stop, and free the runner once no step uses it: here if the thread is done, else
+        by the thread itself when its step (e.g. a long llama_decode) returns."""
+        with self._gate:
+            self._close_runner = True
+            free_here = self._exited or self._thread.ident is None
+            self._closed = True
+        if free_here:
+            self.runner.close()
+            return True
+        return self.stop(timeout)
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
     def submit(self, request: GenerationRequest) -> None:
-        self._inbox.put(_Add(request))
+        """Queue `request`; once the engine has stopped it ends at once with an error event."""
+        with self._gate:
+            if not self._closed:
+                self._inbox.put(_Add(request))
+                return
+        self._sink([_stopped_event(request.request_id)])
 
     def abort(self, request_id: str) -> None:
         self._inbox.put(_Abort(request_id))
@@ -86,7 +117,28 @@ class EngineCore:
                 if self.scheduler.has_work() and not self._stopping:
                     self.step()
         finally:
-            self._fail_all("the engine stopped")
+            self._exit()
+
+    def _exit(self) -> None:
+        """End every request the engine holds or was sent, then free the runner if asked."""
+        with self._gate:
+            self._closed = True  # from here on submit() answers for itself
+        try:
+            self._fail_all(STOPPED)
+            refused: list[TokenEvent] = []
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    command = self._inbox.get_nowait()
+                    if isinstance(command, _Add):
+                        refused.append(_stopped_event(command.request.request_id))
+            if refused:
+                self._sink(refused)
+        finally:
+            with self._gate:
+                self._exited = True
+                free = self._close_runner
+            if free:
+                self.runner.close()
 
     def poll(self, *, block: bool) -> None:
         """Take in submitted requests and aborts (waiting for one if `block`)."""
@@ -159,7 +211,9 @@ class EngineCore:
         state: OutputText = seq.state
         params = seq.request.params
         reason: FinishReason | None = None
-        if self.runner.is_end_of_generation(sampled.token):
+        if sampled.error is not None:  # only this sequence ends; the step's others go on
+            text, reason = state.flush(), FinishReason.ERROR
+        elif self.runner.is_end_of_generation(sampled.token):
             text, reason = state.flush(), FinishReason.STOP
         else:
             text = state.feed(self.runner.token_bytes(sampled.token))
@@ -170,7 +224,7 @@ class EngineCore:
         logprobs = () if sampled.logprob is None else (sampled.logprob,)
         if reason is None:
             return TokenEvent(seq.request_id, text, logprobs)
-        final = self._finish(seq, reason)
+        final = self._finish(seq, reason, sampled.error)
         return TokenEvent(
             seq.request_id,
             text,
@@ -179,6 +233,7 @@ class EngineCore:
             final.prompt_tokens,
             final.completion_tokens,
             final.cached_tokens,
+            final.error,
         )
 
     def _finish(self, seq: Sequence, reason: FinishReason, error: str | None = None) -> TokenEvent:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inhouse.engine.client import AsyncEngine
+from inhouse.engine.client import AsyncEngine, Lease
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,22 @@ class Loaded:
 
     @property
     def busy(self) -> bool:
+        """A request holds a lease on the engine: it must not be unloaded."""
         return self.engine.num_pending > 0
+
+    @property
+    def idle_since(self) -> float:
+        """When it was last handed out or last left without leases (monotonic)."""
+        return max(self.last_used, self.engine.idle_since)
 
 
 EngineBuilder = Callable[[ModelSpec], AsyncEngine]
 
 
 class ModelPool:
-    """Requests for a model that is loading wait for it; they never fail because of it."""
+    """Requests for a model that is loading wait for it; they never fail because of it.
+
+    An engine is never unloaded while a request holds a lease on it (see `lease`)."""
 
     def __init__(self, build: EngineBuilder, *, budget_bytes: int, keep_alive_s: float) -> None:
         self._build = build
@@ -53,6 +61,7 @@ class ModelPool:
         self._loaded: dict[str, Loaded] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._later: set[asyncio.Task[bool]] = set()  # unloads waiting for their leases
 
     @property
     def loaded(self) -> list[Loaded]:
@@ -60,7 +69,7 @@ class ModelPool:
 
     @property
     def num_pending(self) -> int:
-        """Requests in flight across every loaded model."""
+        """Requests admitted (leased) across every loaded model."""
         return sum(m.engine.num_pending for m in self._loaded.values())
 
     @property
@@ -81,6 +90,13 @@ class ModelPool:
                     loaded = await self._load(spec)
         loaded.last_used = time.monotonic()
         return loaded.engine
+
+    async def lease(self, spec: ModelSpec, n: int) -> Lease:
+        """Room for `n` requests on the running engine of `spec`, which stays loaded until
+        the lease is released; Overloaded (503) when the engine has no room."""
+        engine = await self.engine(spec)
+        # no await between finding the engine and leasing it: nothing can unload it in between
+        return engine.reserve(n)
 
     async def _load(self, spec: ModelSpec) -> Loaded:
         old = self._loaded.pop(spec.name, None)
@@ -107,16 +123,32 @@ class ModelPool:
             del self._loaded[victim.spec.name]
             await self._unload(victim, "memory budget")
 
-    async def _unload(self, loaded: Loaded, why: str) -> None:
+    async def _unload(self, loaded: Loaded, why: str, *, wait: bool = True) -> None:
+        """Close an engine already taken out of the pool, once its leases are released."""
+        if wait:
+            await loaded.engine.wait_idle()
         log.info("unloading %s (%s)", loaded.spec.name, why)
         await asyncio.to_thread(loaded.engine.close)
 
     async def unload(self, name: str) -> bool:
-        loaded = self._loaded.pop(name, None)
+        """Unload `name` once no request holds it (at once when idle); False if not loaded."""
+        while (loaded := self._loaded.get(name)) is not None and loaded.busy:
+            await loaded.engine.wait_idle()
         if loaded is None:
             return False
+        del self._loaded[name]
         await self._unload(loaded, "asked")
         return True
+
+    async def unload_when_idle(self, name: str) -> None:
+        """Unload `name` now if no request holds it; else, without waiting, once none does."""
+        loaded = self._loaded.get(name)
+        if loaded is None or not loaded.busy:
+            await self.unload(name)
+            return
+        task = asyncio.create_task(self.unload(name))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     def start(self) -> None:
         self._reaper = asyncio.create_task(self._reap_idle())
@@ -126,7 +158,7 @@ class ModelPool:
             await asyncio.sleep(max(0.05, min(self.keep_alive_s / 4, 5.0)))
             now = time.monotonic()
             for loaded in list(self._loaded.values()):
-                idle_for = now - loaded.last_used
+                idle_for = now - loaded.idle_since
                 if loaded.spec.pinned or loaded.busy or idle_for < self.keep_alive_s:
                     continue
                 if self._loaded.get(loaded.spec.name) is loaded:
@@ -134,8 +166,9 @@ class ModelPool:
                     await self._unload(loaded, f"idle {idle_for:.0f} s")
 
     async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-        for loaded in list(self._loaded.values()):
-            await self._unload(loaded, "shutdown")
-        self._loaded.clear()
+        for task in [self._reaper, *self._later]:
+            if task is not None:
+                task.cancel()
+        loaded, self._loaded = list(self._loaded.values()), {}
+        for each in loaded:
+            await self._unload(each, "shutdown", wait=False)  # the server has drained

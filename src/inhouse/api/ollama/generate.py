@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated
 
@@ -11,9 +10,10 @@ from fastapi.responses import JSONResponse, Response
 
 from inhouse.api.deps import AppState, app_state
 from inhouse.api.guard import guard
+from inhouse.api.openai.results import admit
 from inhouse.api.openai.schemas import ChatCompletionRequest, CompletionRequest
 from inhouse.auth.policy import Permission
-from inhouse.engine.pool import ModelPool, ModelSpec
+from inhouse.engine.pool import ModelSpec
 
 from .body import json_body
 from .names import resolve
@@ -29,8 +29,6 @@ from .translate import (
 )
 
 router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
-
-UNLOAD_POLL_S = 0.05
 
 
 @router.post("/api/chat", response_model=None)
@@ -82,38 +80,29 @@ async def _generate(
     timing.ready = time.perf_counter()
 
     async def unload() -> None:
-        await unload_when_idle(state.pool, spec.name)
+        await state.pool.unload_when_idle(spec.name)
 
     prepared = with_grammar(prepared, grammar)
-    watch = await state.governance.admit_generation(
-        request, endpoint, body.model, prepared, state.metrics.track(endpoint)
-    )
+    end = await admit(request, endpoint, body.model, prepared)
     answer = Answer(
         prepared,
         req.model,
         piece,
         timing,
-        watch,
+        end,
         after=unload if keep_alive == 0 else None,
     )
-    return await respond(answer, req.streams)
+    return await respond(request, answer, req.streams)
 
 
 async def _load_or_unload(
     state: AppState, req: OllamaRequest, spec: ModelSpec, piece: Piece
 ) -> JSONResponse:
     if keep_alive_seconds(req.keep_alive) == 0:
-        await unload_when_idle(state.pool, spec.name)
+        await state.pool.unload_when_idle(spec.name)
         reason = "unload"
     else:
         await state.pool.engine(spec)
         reason = "load"
     head = {"model": req.model, "created_at": created_at(), **piece("")}
     return JSONResponse({**head, "done": True, "done_reason": reason})
-
-
-async def unload_when_idle(pool: ModelPool, name: str) -> None:
-    """Unload model `name` once no request is generating on it (at once when idle)."""
-    while (loaded := pool.get_loaded(name)) is not None and loaded.busy:
-        await asyncio.sleep(UNLOAD_POLL_S)
-    await pool.unload(name)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
 
-from inhouse.api.openai.results import collect, finish_reason, tracked
+from inhouse.api.openai.results import (
+    EndingStream,
+    client_gone,
+    collect_ended,
+    finish_reason,
+    tracked,
+)
 from inhouse.api.openai.serving import ChoiceEvent, Prepared
-from inhouse.api.watch import RequestWatch
+from inhouse.api.watch import Ending
 from inhouse.errors import InhouseError
 
 Piece = Callable[[str], dict[str, Any]]  # text -> the fields that carry it (message / response)
@@ -72,7 +79,7 @@ class Answer:
     model: str
     piece: Piece
     timing: Timing
-    tracker: RequestWatch
+    tracker: Ending
     after: AfterDone | None = None
 
     def chunk(self, text: str) -> dict[str, Any]:
@@ -84,26 +91,24 @@ class Answer:
         return {**head, "done": True, "done_reason": reason, **stats}
 
 
-async def respond(answer: Answer, stream: bool) -> Response:
-    """NDJSON chunks then a final one with counters when `stream`; else the final one alone."""
+async def respond(request: Request, answer: Answer, stream: bool) -> Response:
+    """NDJSON chunks then a final one with counters when `stream`; else the final one alone.
+    A client that goes away aborts the generation, streaming or not."""
     if stream:
-        return StreamingResponse(_chunks(answer), media_type="application/x-ndjson")
-    try:
-        result = await collect(_timed(answer), answer.prepared)
-    except InhouseError as exc:
-        answer.tracker.done(exc.status)
-        raise
-    answer.tracker.done(200)
+        return EndingStream(_chunks(answer), answer.tracker, "application/x-ndjson")
+    result = await collect_ended(request, _timed(answer), answer.prepared, answer.tracker)
+    if answer.after is not None:
+        await answer.after()
+    if result is None:
+        return client_gone()
     choice = result.choices[0]
     payload = answer.final(
         "".join(choice.text), choice.finish_reason or "stop", choice.completion_tokens
     )
-    if answer.after is not None:
-        await answer.after()
     return JSONResponse(payload)
 
 
-async def _chunks(answer: Answer) -> AsyncIterator[bytes]:
+async def _chunks(answer: Answer) -> AsyncGenerator[bytes, None]:
     """The streamed lines; an error becomes a last `{"error": ...}` line, as Ollama sends it."""
     status = 200
     try:
@@ -117,6 +122,9 @@ async def _chunks(answer: Answer) -> AsyncIterator[bytes]:
     except InhouseError as exc:
         status = exc.status
         yield ndjson({"error": exc.message})
+    except Exception:
+        status = 500
+        raise
     finally:
         answer.tracker.done(status)
     if answer.after is not None:

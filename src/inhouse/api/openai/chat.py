@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from inhouse.api.deps import app_state
 from inhouse.api.guard import guard
@@ -14,8 +14,11 @@ from inhouse.api.watch import RequestWatch
 from inhouse.auth.policy import Permission
 
 from .results import (
+    EndingStream,
     UsageCounter,
+    admit,
     chat_logprobs,
+    client_gone,
     collect_tracked,
     finish_reason,
     guarded_sse,
@@ -35,14 +38,14 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     state = app_state(request)
     state.governance.check_model(request, body.model)
     prepared = await state.serving.prepare_chat(body)
-    tracker = await state.governance.admit_generation(
-        request, "chat", body.model, prepared, state.metrics.track("chat")
-    )
+    end = await admit(request, "chat", body.model, prepared)
     meta = response_meta("chatcmpl", body.model, state.fingerprint)
     if body.stream:
-        chunks = _stream(prepared, tracker, meta, body.include_usage())
-        return StreamingResponse(guarded_sse(chunks, tracker), media_type="text/event-stream")
-    result = await collect_tracked(prepared, tracker)
+        chunks = _stream(prepared, end, meta, body.include_usage())
+        return EndingStream(guarded_sse(chunks, end), end, "text/event-stream")
+    result = await collect_tracked(request, prepared, end)
+    if result is None:
+        return client_gone()
     choices = []
     for i, c in enumerate(result.choices):
         message = _message("".join(c.text), prepared.tools)

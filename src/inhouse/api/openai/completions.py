@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from inhouse.api.deps import app_state
 from inhouse.api.guard import guard
@@ -14,7 +14,10 @@ from inhouse.api.watch import RequestWatch
 from inhouse.auth.policy import Permission
 
 from .results import (
+    EndingStream,
     UsageCounter,
+    admit,
+    client_gone,
     collect_tracked,
     completion_logprobs,
     finish_reason,
@@ -34,14 +37,14 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
     state = app_state(request)
     state.governance.check_model(request, body.model)
     prepared = await state.serving.prepare_completion(body)
-    tracker = await state.governance.admit_generation(
-        request, "completions", body.model, prepared, state.metrics.track("completions")
-    )
+    end = await admit(request, "completions", body.model, prepared)
     meta = {**response_meta("cmpl", body.model, state.fingerprint), "object": "text_completion"}
     if body.stream:
-        chunks = _stream(prepared, tracker, meta, body)
-        return StreamingResponse(guarded_sse(chunks, tracker), media_type="text/event-stream")
-    result = await collect_tracked(prepared, tracker)
+        chunks = _stream(prepared, end, meta, body)
+        return EndingStream(guarded_sse(chunks, end), end, "text/event-stream")
+    result = await collect_tracked(request, prepared, end)
+    if result is None:
+        return client_gone()
     choices = []
     for i, c in enumerate(result.choices):
         prefix = _prompt_of(prepared, body, i) if body.echo else ""

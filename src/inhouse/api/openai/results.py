@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from inhouse.api.watch import RequestWatch
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from inhouse.api.deps import app_state
+from inhouse.api.watch import Ending, RequestWatch, unless_disconnected
 from inhouse.engine.request import FinishReason, TokenEvent, TokenLogprob
 from inhouse.errors import InhouseError
 
-from .serving import ChoiceEvent, Prepared, Serving
+from .serving import ChoiceEvent, Prepared, Serving, released_on_error
 
 DONE = b"data: [DONE]\n\n"
+CLIENT_CLOSED_REQUEST = 499
 
 
 class GenerationFailed(InhouseError):
@@ -146,18 +152,67 @@ def response_meta(id_prefix: str, model: str, fingerprint: str) -> dict[str, Any
     }
 
 
-async def collect_tracked(prepared: Prepared, tracker: RequestWatch) -> Collected:
-    """Every choice's whole output (non-streaming), with the request's status recorded."""
+async def admit(request: Request, endpoint: str, model: str, prepared: Prepared) -> Ending:
+    """Admit a prepared generation (quotas); its lease is released if it is refused. The
+    returned Ending must be reached however the request ends (the helpers below do)."""
+    state = app_state(request)
+    with released_on_error(prepared.lease):
+        watch = await state.governance.admit_generation(
+            request, endpoint, model, prepared, state.metrics.track(endpoint)
+        )
+    return Ending(watch, prepared.lease)
+
+
+async def collect_ended(
+    request: Request, events: AsyncIterator[ChoiceEvent], prepared: Prepared, end: Ending
+) -> Collected | None:
+    """Every choice's whole output (non-streaming), then the request's end. None when the
+    client went away first: every choice is aborted and the usage says so."""
+    status = 200
     try:
-        result = await collect(tracked(prepared, tracker), prepared)
+        return await unless_disconnected(request, collect(events, prepared))
     except InhouseError as exc:
-        tracker.done(exc.status)
+        status = exc.status
         raise
-    tracker.done(200)
-    return result
+    except Exception:
+        status = 500
+        raise
+    finally:
+        end.done(status)
 
 
-async def guarded_sse(chunks: AsyncIterator[bytes], tracker: RequestWatch) -> AsyncIterator[bytes]:
+async def collect_tracked(request: Request, prepared: Prepared, end: Ending) -> Collected | None:
+    """`collect_ended` over the choices' events, timed into the metrics."""
+    return await collect_ended(request, tracked(prepared, end), prepared, end)
+
+
+def client_gone() -> Response:
+    """What a request whose client has gone returns; nobody reads it (nginx's code)."""
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
+class EndingStream(StreamingResponse):
+    """A streamed answer that ends its request however the stream ends: finished, failed,
+    client gone mid-stream, or gone before the first chunk (when the chunks never start)."""
+
+    def __init__(self, chunks: AsyncGenerator[bytes, None], end: Ending, media_type: str) -> None:
+        super().__init__(chunks, media_type=media_type)
+        self.chunks = chunks
+        self.end = end
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            try:
+                await self.chunks.aclose()  # the client left mid-stream: abort the choices
+            finally:
+                self.end.done(200)
+
+
+async def guarded_sse(
+    chunks: AsyncIterator[bytes], tracker: RequestWatch
+) -> AsyncGenerator[bytes, None]:
     """SSE framing around a stream: a failure becomes an error event; always ends in [DONE]."""
     status = 200
     try:
@@ -166,6 +221,9 @@ async def guarded_sse(chunks: AsyncIterator[bytes], tracker: RequestWatch) -> As
     except InhouseError as exc:
         status = exc.status
         yield sse({"error": {"message": exc.message, "type": exc.type, "code": exc.code}})
+    except Exception:
+        status = 500
+        raise
     finally:
         tracker.done(status)
     yield DONE

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 Temperature = Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0, allow_inf_nan=False)]
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
+
+
+def _finite(value: dict[str, Any]) -> dict[str, Any]:
+    """`value` unchanged if every number in it is finite (Python's json reads NaN and
+    Infinity, JSON has neither, and a grammar cannot bound a number by them)."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("a JSON schema's numbers must be finite, not NaN or Infinity")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+SchemaDict = Annotated[dict[str, Any], AfterValidator(_finite)]
+"""A JSON schema as sent: an object whose numbers are all finite."""
 
 
 class TextPart(BaseModel):
@@ -49,7 +69,7 @@ ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 class FunctionDef(BaseModel):
     name: ToolName
     description: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    parameters: SchemaDict = Field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: StrictBool | None = None
 
 
@@ -72,7 +92,7 @@ class JsonSchemaFormat(BaseModel):
 
     name: str = "response"
     description: str | None = None
-    json_schema: dict[str, Any] = Field(alias="schema")
+    json_schema: SchemaDict = Field(alias="schema")
     strict: StrictBool | None = None
 
 

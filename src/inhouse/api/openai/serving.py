@@ -5,32 +5,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from inhouse.config import EngineSettings
-from inhouse.engine.client import AsyncEngine
+from inhouse.engine.client import AsyncEngine, Lease
 from inhouse.engine.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar
 from inhouse.engine.pool import ModelPool
+from inhouse.engine.prompt import render_prompt, tokenize_prompt
 from inhouse.engine.request import GenerationRequest, SamplingParams, TokenEvent
 from inhouse.errors import ContextLengthExceeded, InvalidRequest
 from inhouse.models.resolver import ModelResolver
 
 from .schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
-from .tools import NO_TOOLS, ToolPlan, call_grammar, plan_tools, render_messages, tool_dicts
+from .tools import (
+    NO_TOOLS,
+    Message,
+    ToolPlan,
+    call_grammar,
+    plan_tools,
+    render_messages,
+    tool_dicts,
+)
 
 MAX_STOP_CHARS = 256
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated request: one engine request per choice, and what usage will report."""
+    """A validated request: one engine request per choice, and what usage will report.
 
-    engine: AsyncEngine
+    It holds a lease on its engine (room for every choice, and the engine kept loaded) that
+    whoever ends the request releases."""
+
+    lease: Lease
     choices: list[GenerationRequest]
     prompt_tokens: int
     prompt_texts: list[str]
     tools: ToolPlan = NO_TOOLS
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.lease.engine
+
+
+@contextlib.contextmanager
+def released_on_error(lease: Lease) -> Iterator[None]:
+    """Release `lease` if the block raises (the request ends before it is answered)."""
+    try:
+        yield
+    except BaseException:
+        lease.release()
+        raise
 
 
 @dataclass(frozen=True)
@@ -45,26 +72,37 @@ class Serving:
         self.resolver = resolver
         self.settings = settings
 
-    async def engine_for(self, name: str) -> AsyncEngine:
-        """The running engine of a model name or alias (loading it if needed)."""
-        return await self.pool.engine(self.resolver.resolve(name))
+    async def lease(self, name: str, n: int) -> Lease:
+        """Room for `n` engine requests on the engine of a model name or alias (loading it if
+        needed); Overloaded (503) when it has none."""
+        if n > self.settings.max_n:
+            raise InvalidRequest(f"n must be at most {self.settings.max_n}", param="n")
+        return await self.pool.lease(self.resolver.resolve(name), n)
 
     # ----- requests -> engine ------------------------------------------------------------
 
     async def prepare_chat(self, body: ChatCompletionRequest) -> Prepared:
+        """The chat's engine requests, under a lease (released here if preparing fails)."""
         plan = plan_tools(body)
-        grammar = self._grammar(body, plan)
-        engine = await self.engine_for(body.model)
+        # a schema seen for the first time can take a while to compile: off the event loop
+        grammar = await asyncio.to_thread(self._grammar, body, plan)
+        lease = await self.lease(body.model, body.n)
+        with released_on_error(lease):
+            return await self._chat(body, lease, plan, grammar)
+
+    async def _chat(
+        self, body: ChatCompletionRequest, lease: Lease, plan: ToolPlan, grammar: str | None
+    ) -> Prepared:
+        engine = lease.engine
         native = plan.active and engine.template.knows_tools
         messages = render_messages(body.messages, plan, native)
-        text = engine.template.render(
-            messages, add_generation_prompt=True, tools=tool_dicts(plan) if native else None
-        )
-        tokens = self.tokenize(engine, text)
+        tools = tool_dicts(plan) if native else None
+        # a long conversation takes a while to render and tokenize: never on the event loop
+        text, tokens = await asyncio.to_thread(self.chat_tokens, engine, messages, tools)
         top = (body.top_logprobs or 0) if body.logprobs else None
         if body.top_logprobs is not None and not body.logprobs:
             raise InvalidRequest("top_logprobs requires logprobs to be true", param="top_logprobs")
-        prepared = self._prepare(engine, body, [tokens], body.token_limit(), top, [text], grammar)
+        prepared = self._prepare(lease, body, [tokens], body.token_limit(), top, [text], grammar)
         return replace(prepared, tools=plan)
 
     @staticmethod
@@ -90,19 +128,43 @@ class Serving:
         return grammar
 
     async def prepare_completion(self, body: CompletionRequest) -> Prepared:
+        """The completion's engine requests, under a lease (released here if preparing fails)."""
         if body.suffix:
             raise InvalidRequest("suffix is not supported by this model", param="suffix")
         if body.echo and body.logprobs is not None:
             raise InvalidRequest("echo with logprobs is not supported", param="echo")
-        engine = await self.engine_for(body.model)
         prompts = body.prompts()
-        token_lists = [self.tokenize(engine, p) for p in prompts]
-        return self._prepare(engine, body, token_lists, body.max_tokens, body.logprobs, prompts)
+        lease = await self.lease(body.model, len(prompts) * body.n)
+        with released_on_error(lease):
+            return await self._completion(body, prompts, lease)
+
+    async def _completion(
+        self, body: CompletionRequest, prompts: list[str], lease: Lease
+    ) -> Prepared:
+        engine = lease.engine
+        token_lists = await asyncio.to_thread(lambda: [self.tokenize(engine, p) for p in prompts])
+        return self._prepare(lease, body, token_lists, body.max_tokens, body.logprobs, prompts)
+
+    @staticmethod
+    def chat_tokens(
+        engine: AsyncEngine, messages: list[Message], tools: list[dict[str, Any]] | None
+    ) -> tuple[str, list[int]]:
+        """The rendered prompt and its tokens, in which only the template's own text became
+        control tokens (runs in a worker thread)."""
+        prompt = render_prompt(engine.template, messages, tools=tools)
+        try:
+            tokens = tokenize_prompt(engine.runner, prompt)
+        except UnicodeEncodeError as exc:  # a lone surrogate from a JSON \ud800 escape
+            raise InvalidRequest("the request contains text that is not valid UTF-8") from exc
+        if not tokens:
+            raise InvalidRequest("the prompt is empty", param="messages")
+        return prompt.text, tokens
 
     @staticmethod
     def tokenize(engine: AsyncEngine, text: str) -> list[int]:
+        """Tokens of a raw prompt: the caller wrote all of it, control-token text included."""
         try:
-            tokens = engine.runner.tokenize(text, add_special=True)
+            tokens = engine.runner.tokenize(text, add_special=True, parse_special=True)
         except UnicodeEncodeError as exc:  # a lone surrogate from a JSON \ud800 escape
             raise InvalidRequest("the request contains text that is not valid UTF-8") from exc
         if not tokens:
@@ -111,7 +173,7 @@ class Serving:
 
     def _prepare(
         self,
-        engine: AsyncEngine,
+        lease: Lease,
         body: SamplingFields,
         token_lists: list[list[int]],
         max_tokens: int | None,
@@ -119,13 +181,11 @@ class Serving:
         texts: list[str],
         grammar: str | None = None,
     ) -> Prepared:
-        if body.n > self.settings.max_n:
-            raise InvalidRequest(f"n must be at most {self.settings.max_n}", param="n")
         stops = self._stops(body)
         base = uuid.uuid4().hex
         choices: list[GenerationRequest] = []
         for tokens in token_lists:
-            limit = self._token_limit(engine.max_context, len(tokens), max_tokens)
+            limit = self._token_limit(lease.engine.max_context, len(tokens), max_tokens)
             for _ in range(body.n):
                 params = SamplingParams(
                     max_tokens=limit,
@@ -144,8 +204,7 @@ class Serving:
                 rid = f"{base}-{len(choices)}"
                 choices.append(GenerationRequest(rid, tuple(tokens), params))
         prompt_tokens = sum(len(t) for t in token_lists)
-        engine.check_capacity(len(choices))
-        return Prepared(engine, choices, prompt_tokens, texts)
+        return Prepared(lease, choices, prompt_tokens, texts)
 
     def _stops(self, body: SamplingFields) -> tuple[str, ...]:
         stops = body.stop_list()
@@ -176,10 +235,12 @@ class Serving:
 
     @staticmethod
     async def run(prepared: Prepared) -> AsyncIterator[ChoiceEvent]:
-        """All choices' events as they come; cancelling the iteration aborts every choice."""
-        engine, choices = prepared.engine, prepared.choices
+        """All choices' events as they come, under the prepared lease (no capacity check
+        that could fail once a response has begun); cancelling the iteration aborts every
+        choice. The lease is left to whoever ends the request."""
+        engine, choices, lease = prepared.engine, prepared.choices, prepared.lease
         if len(choices) == 1:
-            async with contextlib.aclosing(engine.generate(choices[0])) as events:
+            async with contextlib.aclosing(engine.generate(choices[0], lease)) as events:
                 async for event in events:
                     yield ChoiceEvent(0, event)
             return
@@ -187,7 +248,7 @@ class Serving:
 
         async def pump(index: int, request: GenerationRequest) -> None:
             try:
-                async with contextlib.aclosing(engine.generate(request)) as events:
+                async with contextlib.aclosing(engine.generate(request, lease)) as events:
                     async for event in events:
                         merged.put_nowait(ChoiceEvent(index, event))
             except Exception as exc:
