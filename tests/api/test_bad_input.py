@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import Served
+from tests.conftest import Served, serve_fake
+from tests.fakes import FakeRunner
 
 OK_MESSAGES = [{"role": "user", "content": "Hi"}]
 
@@ -126,3 +129,111 @@ def test_bad_input_on_completions_too(real_server: Served) -> None:
 def test_unknown_route_is_openai_shaped_404(real_server: Served) -> None:
     response = httpx.get(real_server.base_url + "/v1/nothing-here")
     assert_openai_error(response, 404)
+
+
+def assert_ollama_error(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert isinstance(response.json()["error"], str) and response.json()["error"]
+
+
+LONE = "\\ud800"  # as it stands in the JSON text: an escape of an unpaired surrogate
+ENUM_SCHEMA = {"type": "string", "enum": ["a", "X"]}
+OLLAMA_CHAT = {"model": "smollm2", "messages": OK_MESSAGES}
+ENUM_FORMAT = {"type": "json_schema", "json_schema": {"name": "e", "schema": ENUM_SCHEMA}}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/embeddings", json.dumps({"model": "all-minilm-l6-v2", "input": "HX"})),
+        ("/v1/embeddings", json.dumps({"model": "all-minilm-l6-v2", "input": ["ok", "X"]})),
+        ("/v1/embeddings", json.dumps({"model": "all-minilm-l6-v2", "input": ["a" * 2**19, "X"]})),
+        ("/api/embed", json.dumps({"model": "all-minilm", "input": "X"})),
+        ("/api/embeddings", json.dumps({"model": "all-minilm", "prompt": "X"})),
+        ("/v1/chat/completions", chat_body(max_tokens=2, response_format=ENUM_FORMAT)),
+        ("/v1/chat/completions", chat_body(model="smollm2X")),
+        ("/api/chat", json.dumps({"model": "smollm2X", "messages": OK_MESSAGES})),
+        ("/api/generate", json.dumps({"model": "X", "prompt": "Hi"})),
+        ("/api/show", json.dumps({"model": "smollm2X"})),
+        ("/api/chat", json.dumps({**OLLAMA_CHAT, "format": ENUM_SCHEMA, "stream": False})),
+    ],
+    ids=[
+        "embeddings-input",
+        "embeddings-input-item",
+        "embeddings-half-megabyte",
+        "ollama-embed-input",
+        "ollama-embeddings-prompt",
+        "response-format-enum-value",
+        "openai-model-name",
+        "ollama-chat-model-name",
+        "ollama-generate-model-name",
+        "ollama-show-model-name",
+        "ollama-format-enum-value",
+    ],
+)
+def test_a_lone_surrogate_anywhere_is_400(real_server: Served, path: str, body: str) -> None:
+    response = post(real_server, body.replace("X", LONE), path)
+    if path.startswith("/api/"):
+        assert_ollama_error(response, 400)
+    else:
+        assert_openai_error(response, 400)
+    assert "UTF-8" in response.text
+
+
+def test_a_lone_surrogate_as_raw_bytes_is_400(real_server: Served) -> None:
+    body = chat_body().encode().replace(b'"Hi"', b'"H\xed\xa0\x80i"')  # U+D800 as UTF-8 bytes
+    assert_openai_error(post(real_server, body), 400)
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_text(real_server: Served) -> None:
+    body = chat_body(max_tokens=1).replace('"Hi"', '"\\ud83d\\ude00 \\\\ud800"')
+    assert post(real_server, body).status_code == 200
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate", "/v1/chat/completions"])
+@pytest.mark.parametrize("where", ["body", "field"])
+def test_json_nested_a_hundred_thousand_deep_is_400(
+    real_server: Served, path: str, where: str
+) -> None:
+    body = DEEP if where == "body" else '{"model": "smollm2", "options": ' + DEEP + "}"
+    response = post(real_server, body, path)
+    if path.startswith("/api/"):
+        assert_ollama_error(response, 400)
+    else:
+        assert_openai_error(response, 400)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (socket timeout: a hang)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_body_that_never_arrives_gets_408_and_the_connection_closed(tmp_path: Path) -> None:
+    overrides = {"server": {"body_timeout_s": 0.5}}
+    with serve_fake(tmp_path / "home", FakeRunner(), overrides=overrides) as served:
+        port = int(served.base_url.rsplit(":", 1)[1])
+        head = (
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
+            f"Authorization: Bearer {served.key}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n"
+        )
+        sockets = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(20)]
+        for i, sock in enumerate(sockets):
+            sock.sendall(head.encode() + b'{"model": "fake"'[: i % 8])
+        for sock in sockets:
+            with sock:
+                reply = read_until_closed(sock)
+            assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+            assert b"request_timeout" in reply
+        ok = httpx.post(
+            served.v1 + "/chat/completions",
+            json={"model": "fake", "messages": OK_MESSAGES, "max_tokens": 2},
+            headers={"Authorization": f"Bearer {served.key}"},
+        )
+        assert ok.status_code == 200, ok.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -166,3 +167,55 @@ def test_the_admin_api_doctor_proves_the_servers_air_gap(server: Process) -> Non
     assert checks["air-gap", "connect"]["status"] == "ok"
     assert reply.json()["ok"] is True, reply.text
     assert httpx.get(server.url + "/admin/doctor").status_code == 401
+
+
+GRACEFUL_S = 5.0
+# the process's own teardown (engine stop, store close, exit) on a loaded 2-core machine
+TEARDOWN_S = 4.0
+
+
+def stall_a_body(url: str, key: str) -> socket.socket:
+    """A connection that announces a 1,000-byte body and sends none of it."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(
+        f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode()
+    )
+    return sock
+
+
+def test_sigterm_exits_within_the_graceful_time_whatever_is_still_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INHOUSE_SERVER__GRACEFUL_SHUTDOWN_S", str(GRACEFUL_S))
+    monkeypatch.setenv("INHOUSE_SERVER__BODY_TIMEOUT_S", "600")
+    server = start_server(tmp_path / "home")
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0)
+        # counting goes on well past the graceful time; the streams are left unread
+        streams = [
+            client.completions.create(
+                model="smollm2",
+                prompt="1, 2, 3, 4, 5,",
+                max_tokens=500,
+                temperature=0,
+                stream=True,
+            )
+            for _ in range(4)
+        ]
+        for stream in streams:
+            next(iter(stream))
+        stalled = [stall_a_body(server.url, server.key) for _ in range(50)]
+        began = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(60)
+        took = time.monotonic() - began
+        for sock in stalled:
+            sock.close()
+        # before: the drain's graceful time, then uvicorn's own again (twice the setting)
+        assert took < GRACEFUL_S + TEARDOWN_S, f"exited {took:.1f} s after SIGTERM"
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()

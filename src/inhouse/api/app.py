@@ -20,11 +20,12 @@ from inhouse.api.governance import Governance
 from inhouse.api.guard import guard
 from inhouse.api.housekeeping import housekeeping
 from inhouse.api.metrics import Metrics
-from inhouse.api.middleware import BodyLimit, DrainGate
+from inhouse.api.middleware import DrainGate, RequestBody
 from inhouse.api.ollama import routers as ollama_routers
 from inhouse.api.openai import chat, completions, embeddings, models
 from inhouse.api.openai.serving import Serving
 from inhouse.auth.policy import Permission
+from inhouse.auth.throttle import LoginThrottle
 from inhouse.config import Settings
 from inhouse.embeddings.service import EmbeddingService, GGUFEmbeddings
 from inhouse.engine.client import AsyncEngine
@@ -33,6 +34,9 @@ from inhouse.ledger.audit import open_trail
 from inhouse.ledger.content import ContentLog
 from inhouse.models.resolver import ModelResolver
 from inhouse.store.db import open_database
+from inhouse.store.private import private_dir
+
+SPILL_FILE = "settlements.spill.jsonl"  # in the data directory; see store/spill.py
 
 
 def default_resolver(settings: Settings) -> ModelResolver:
@@ -75,8 +79,10 @@ def create_app(
     app.state.gguf_embeddings = GGUFEmbeddings(settings.embeddings)
     install_error_handlers(app)
     _add_routes(app)
+    server = settings.server
+    app.add_middleware(RequestBody, limit=server.max_body_bytes, timeout_s=server.body_timeout_s)
+    # outermost: while draining, a new request is refused before its body is waited for
     app.add_middleware(DrainGate, is_draining=lambda: state.draining)
-    app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
     return app
 
 
@@ -89,9 +95,10 @@ def _app_state(
         budget_bytes=settings.engine.memory_budget_mb * 1024 * 1024,
         keep_alive_s=settings.engine.keep_alive_s,
     )
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.home)
     db = open_database(settings.database_url())
     audit = open_trail(settings, db)
+    auth = settings.auth
     return AppState(
         settings=settings,
         pool=pool,
@@ -99,9 +106,18 @@ def _app_state(
         metrics=Metrics(pool),
         db=db,
         audit=audit,
-        governance=Governance(db, audit, ContentLog(settings.ledger), enabled=governed),
+        governance=Governance(
+            db,
+            audit,
+            ContentLog(settings.ledger),
+            enabled=governed,
+            spill_path=settings.home / SPILL_FILE,
+        ),
         fingerprint="fp_" + hashlib.sha256(__version__.encode()).hexdigest()[:10],
         started_at=int(time.time()),
+        login_throttle=LoginThrottle(
+            auth.login_failures_per_user, auth.login_failures_per_address, auth.login_window_s
+        ),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import threading
 import time
 from types import FrameType
@@ -58,6 +59,10 @@ class DrainingServer(uvicorn.Server):
             time.sleep(0.05)
         # the engine is done; give the responses a moment to send their last chunks
         time.sleep(min(FLUSH_S, max(0.0, deadline - time.monotonic())))
+        # uvicorn then waits for open connections (a stream's last bytes, a body that never
+        # comes) before it cancels them: only for what is left of this one deadline, not
+        # for a second graceful_s of its own
+        self.config.timeout_graceful_shutdown = math.ceil(max(0.0, deadline - time.monotonic()))
         self._exit(sig, frame)
 
     def _exit(self, sig: int, frame: FrameType | None) -> None:

@@ -30,6 +30,8 @@ def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
             data: Any = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise InvalidRequest("The request body is not valid JSON.") from None
+        except RecursionError:
+            raise InvalidRequest("The request body is nested too deeply.") from None
         if not isinstance(data, dict):
             raise InvalidRequest("The request body must be a JSON object.")
         try:

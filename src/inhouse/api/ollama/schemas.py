@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
+from inhouse.api.openai.schemas import SchemaDict
+
 # the bounds of the OpenAI schemas, so that a valid option is a valid sampling field
 Temperature = Annotated[float, Field(strict=True, ge=0.0, le=2.0, allow_inf_nan=False)]
 Probability = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -53,7 +55,7 @@ class OllamaRequest(BaseModel):
 
     model: str = ""
     stream: StrictBool | None = None  # None: stream, as Ollama does by default
-    format: str | dict[str, Any] | None = None
+    format: str | SchemaDict | None = None
     options: Options | None = None
     keep_alive: Any = None  # seconds or a duration like "5m"; checked by keep_alive_seconds
     think: StrictBool | str | None = None
