@@ -27,6 +27,12 @@ It is a tool, never part of the test suite. Examples, from the repository root:
     # a short smoke run
     .venv/bin/python benchmarks/serve_bench.py --raw --start-inhouse --concurrency 1,4 \\
         --num-requests 4 --max-tokens 16
+
+    # long prompts (bench_workloads.py): shared system prompt warm and cold, distinct
+    # ~900-token prompts, and half short half long, against servers already running
+    .venv/bin/python benchmarks/serve_bench.py --target inhouse=http://127.0.0.1:8000/v1 \\
+        --target llama-server=http://127.0.0.1:8080/v1 --rounds 3 --concurrency 16 \\
+        --workload shared-warm,shared-cold,distinct-long,mixed
 """
 
 from __future__ import annotations
@@ -55,17 +61,9 @@ from typing import Any
 
 import httpx
 import openai
+from bench_workloads import QUESTIONS, WORKLOADS, Message, Workload
 
-PROMPTS: tuple[str, ...] = (
-    "What is the capital of France?",
-    "Explain photosynthesis in two sentences.",
-    "Give me three tips for writing clean Python code.",
-    "Why is the sky blue?",
-    "Write a haiku about the ocean.",
-    "What is the difference between a list and a tuple in Python?",
-    "Summarize the plot of Romeo and Juliet.",
-    "How do vaccines train the immune system?",
-)
+PROMPTS: tuple[str, ...] = QUESTIONS  # the short chat prompts
 
 BASELINE = "inhouse"
 DEFAULT_OUT = Path("benchmarks/results/serve_bench.json")
@@ -101,6 +99,7 @@ class RequestResult:
     output_tokens: int
     finish_reason: str | None
     tokens_from_usage: bool
+    prompt_tokens: int | None = None
 
 
 @dataclass
@@ -119,6 +118,7 @@ class LevelResult:
     output_throughput: float
     total_output_tokens: int
     mean_output_tokens: float | None
+    mean_prompt_tokens: float | None
     ttft_p50_ms: float | None
     ttft_p99_ms: float | None
     tpot_p50_ms: float | None
@@ -152,6 +152,14 @@ def parse_rate(text: str) -> float:
     if rate <= 0:
         raise argparse.ArgumentTypeError("--request-rate must be > 0 (or inf)")
     return rate
+
+
+def parse_workloads(text: str) -> list[Workload]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"workloads are {', '.join(WORKLOADS)}: {text!r}")
+    return [Workload(n) for n in names]
 
 
 def parse_target(text: str) -> Target:
@@ -252,6 +260,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-tokens", type=int, default=64, help="max_tokens per request.")
     p.add_argument(
+        "--first-round",
+        type=int,
+        default=0,
+        help="Number of the first round: long prompts depend on it, so a later run with a "
+        "higher number finds none of an earlier run's prompts cached.",
+    )
+    p.add_argument(
+        "--workload",
+        type=parse_workloads,
+        default=[Workload("short")],
+        help=f"Comma-separated workloads, each at every concurrency: {', '.join(WORKLOADS)} "
+        "(default short; see bench_workloads.py).",
+    )
+    p.add_argument(
         "--baseline",
         default=BASELINE,
         help="Target whose throughput is divided by the others' (default inhouse).",
@@ -318,19 +340,23 @@ async def send_request(
     index: int,
     max_tokens: int,
     stream_usage: bool,
+    messages: list[Message] | None = None,
 ) -> RequestResult:
     """One streaming chat completion; never raises, failures are recorded."""
     prompt_index = index % len(PROMPTS)
+    if messages is None:
+        messages = [{"role": "user", "content": PROMPTS[prompt_index]}]
     ttft: float | None = None
     content_chunks = 0
     usage_tokens: int | None = None
+    prompt_tokens: int | None = None
     finish: str | None = None
     error: str | None = None
     start = time.perf_counter()
     try:
         stream = await client.chat.completions.create(
             model=model,
-            messages=[{"role": "user", "content": PROMPTS[prompt_index]}],
+            messages=messages,  # type: ignore[arg-type]
             max_tokens=max_tokens,
             temperature=0,
             stream=True,
@@ -339,6 +365,7 @@ async def send_request(
         async for chunk in stream:
             if chunk.usage is not None and chunk.usage.completion_tokens is not None:
                 usage_tokens = chunk.usage.completion_tokens
+                prompt_tokens = chunk.usage.prompt_tokens
             for choice in chunk.choices:
                 if choice.delta is not None and choice.delta.content:
                     if ttft is None:
@@ -361,21 +388,43 @@ async def send_request(
         output_tokens=usage_tokens if usage_tokens is not None else content_chunks,
         finish_reason=finish,
         tokens_from_usage=usage_tokens is not None,
+        prompt_tokens=prompt_tokens,
     )
 
 
+@dataclass(frozen=True)
+class Level:
+    """One measured level: a workload at a concurrency, in one round."""
+
+    workload: Workload
+    concurrency: int
+    round_index: int
+
+    @property
+    def label(self) -> str:
+        base = f"c={self.concurrency}"
+        return base if self.workload.name == "short" else f"{self.workload.name} {base}"
+
+    def messages(self, index: int) -> list[Message]:
+        return self.workload.messages(self.round_index, self.label, index)
+
+
 async def run_concurrency(
-    client: openai.AsyncOpenAI, args: argparse.Namespace, stream_usage: bool, concurrency: int
+    client: openai.AsyncOpenAI, args: argparse.Namespace, stream_usage: bool, level: Level
 ) -> tuple[list[RequestResult], float]:
     """`concurrency` workers pull request indices until `num_requests` are sent."""
-    total = requests_for(args, concurrency)
+    concurrency = level.concurrency
+    total = level.workload.requests(concurrency, requests_for(args, concurrency))
     next_index = iter(range(total))
     results: list[RequestResult] = []
 
     async def worker() -> None:
         for index in next_index:
+            messages = level.messages(index)
             results.append(
-                await send_request(client, args.model, index, args.max_tokens, stream_usage)
+                await send_request(
+                    client, args.model, index, args.max_tokens, stream_usage, messages
+                )
             )
 
     start = time.perf_counter()
@@ -419,6 +468,7 @@ def summarize(
         if r.ttft_s is not None and r.output_tokens > 1
     ]
     out_tokens = sum(r.output_tokens for r in ok)
+    prompts = [r.prompt_tokens for r in ok if r.prompt_tokens is not None]
     return LevelResult(
         target=target,
         level=level,
@@ -432,6 +482,7 @@ def summarize(
         output_throughput=out_tokens / duration if duration > 0 else 0.0,
         total_output_tokens=out_tokens,
         mean_output_tokens=out_tokens / len(ok) if ok else None,
+        mean_prompt_tokens=sum(prompts) / len(prompts) if prompts else None,
         ttft_p50_ms=to_ms(percentile(ttfts, 50)),
         ttft_p99_ms=to_ms(percentile(ttfts, 99)),
         tpot_p50_ms=to_ms(percentile(tpots, 50)),
@@ -442,22 +493,24 @@ def summarize(
     )
 
 
-async def warm_up(client: openai.AsyncOpenAI, args: argparse.Namespace) -> tuple[bool, str | None]:
+async def warm_up(
+    client: openai.AsyncOpenAI, args: argparse.Namespace, messages: list[Message] | None = None
+) -> tuple[bool, str | None]:
     """One request; find out whether the server takes `stream_options`.
 
     Returns (stream_usage, error): error is set when even the fallback fails.
     """
-    first = await send_request(client, args.model, 0, args.max_tokens, stream_usage=True)
+    first = await send_request(client, args.model, 0, args.max_tokens, True, messages)
     if first.success:
         return first.tokens_from_usage, None
-    second = await send_request(client, args.model, 0, args.max_tokens, stream_usage=False)
+    second = await send_request(client, args.model, 0, args.max_tokens, False, messages)
     if second.success:
         return False, None
     return False, second.error or first.error
 
 
 async def bench_target(
-    target: Target, args: argparse.Namespace, report: TargetReport
+    target: Target, args: argparse.Namespace, report: TargetReport, round_index: int = 0
 ) -> list[LevelResult]:
     rows: list[LevelResult] = []
     async with openai.AsyncOpenAI(
@@ -480,17 +533,23 @@ async def bench_target(
             rows.append(summarize(target.name, f"rate={rate:g}", None, rate, results, duration))
             print_progress(rows[-1])
             return rows
-        for conc in args.concurrency:
-            results, duration = await run_concurrency(client, args, stream_usage, conc)
-            rows.append(summarize(target.name, f"c={conc}", conc, None, results, duration))
-            print_progress(rows[-1])
+        for workload in args.workload:
+            for conc in args.concurrency:
+                level = Level(workload, conc, round_index)
+                if workload.name == "shared-warm":
+                    await warm_up(client, args, workload.warm_up_messages(round_index, level.label))
+                results, duration = await run_concurrency(client, args, stream_usage, level)
+                rows.append(summarize(target.name, level.label, conc, None, results, duration))
+                print_progress(rows[-1])
     return rows
 
 
 def print_progress(row: LevelResult) -> None:
     print(
         f"[{row.target}] {row.level}: {row.completed} ok, {row.failed} failed, "
-        f"{row.output_throughput:.1f} out tok/s in {row.duration_s:.1f}s",
+        f"{row.output_throughput:.1f} out tok/s in {row.duration_s:.1f}s, "
+        f"TTFT p50 {fmt(row.ttft_p50_ms)} p99 {fmt(row.ttft_p99_ms)} ms, "
+        f"TPOT p50 {fmt(row.tpot_p50_ms)} ms",
         flush=True,
     )
     for error, count in list(row.errors.items())[:3]:
@@ -885,13 +944,22 @@ def serving_table(rows: Sequence[LevelResult]) -> str:
 
 
 def detail_table(rows: Sequence[LevelResult]) -> str:
-    headers = ["target", "level", "requests", "duration s", "mean out tok", "finish reasons"]
+    headers = [
+        "target",
+        "level",
+        "requests",
+        "duration s",
+        "mean prompt tok",
+        "mean out tok",
+        "finish reasons",
+    ]
     body = [
         [
             r.target,
             r.level,
             str(r.num_requests),
             fmt(r.duration_s, 2),
+            fmt(r.mean_prompt_tokens),
             fmt(r.mean_output_tokens),
             ", ".join(f"{k}={v}" for k, v in sorted(r.finish_reasons.items())),
         ]
@@ -999,6 +1067,7 @@ def write_json(
         "request_rate": args.request_rate,
         "seed": args.seed,
         "max_tokens": args.max_tokens,
+        "workloads": [w.name for w in args.workload],
         "prompts": list(PROMPTS),
     }
     data = {
@@ -1040,7 +1109,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         for target in args.target:
             report = TargetReport(target.name, target.base_url, "ok")
             print(f"[{target.name}] round {round_index + 1}: {target.base_url}", flush=True)
-            every_round += asyncio.run(bench_target(target, args, report))
+            prompts_round = args.first_round + round_index
+            every_round += asyncio.run(bench_target(target, args, report, prompts_round))
             if round_index == 0:
                 reports.append(report)
     rows += median_rows(every_round)

@@ -171,8 +171,9 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     except DefaultModelMissing as exc:
         need(False, str(exc))
     home = tmp_path_factory.mktemp("real-home")
+    # 8 KV streams of 2,048 tokens: room for the longest request the API tests send
     settings = make_settings(
-        home, engine={"kv_cells": 8192, "n_threads": 2, "max_running": 8, "max_queue": 32}
+        home, engine={"kv_cells": 16384, "n_threads": 2, "max_running": 8, "max_queue": 32}
     )
     app = create_app(settings)
     with serve(app, admin_key(app)) as served:

@@ -4,6 +4,8 @@ Tokens are bytes + 1 (token 0 ends generation). Each sequence "generates" a scri
 per step. The KV memory is simulated cell by cell and every plan is checked against it: a
 chunk must continue exactly the tokens its slot holds, so a scheduler bug that shares the
 wrong prefix or forgets to clear a slot fails loudly instead of passing silently.
+With `stream_cells` set, every slot is a KV stream of its own of that many cells (llama.cpp's
+`kv_unified = false`): a copy duplicates cells into the destination stream.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ class FakeSampler:
 class FakeRunner:
     script: bytes = b"hello world "
     kv_cells: int = 4096
+    stream_cells: int = 0  # 0: one unified pool of kv_cells; else cells per slot's stream
     end_after: int | None = None  # emit EOG after this many tokens
     step_delay: float = 0.0  # seconds per decode step, to keep requests in flight
     kv: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # slot -> cells
     step_sizes: list[int] = field(default_factory=list)
     step_chunks: list[int] = field(default_factory=list)
     computed_tokens: int = 0
+    copies: int = 0  # stream copies (stream_cells only)
     live_samplers: int = 0
     _next_cell: int = 0
 
@@ -52,7 +56,7 @@ class FakeRunner:
             adds_bos=False,
         )
 
-    def tokenize(self, text: str, *, add_special: bool) -> list[int]:
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         return [b + 1 for b in text.encode("utf-8")]
 
     def token_bytes(self, token: int) -> bytes:
@@ -75,12 +79,19 @@ class FakeRunner:
         for slot in plan.clear_slots:
             self.kv.pop(slot, None)
         for src, dst, n in plan.copies:
-            assert not self.kv.get(dst), f"copy into a slot that is not empty: {dst}"
             assert len(self.kv.get(src, [])) >= n, "copy of more tokens than the source holds"
-            self.kv[dst] = list(self.kv[src][:n])
+            if self.stream_cells:
+                self.kv[dst] = [(self._cell(), token) for _, token in self.kv[src][:n]]
+                self.copies += 1
+            else:
+                assert not self.kv.get(dst), f"copy into a slot that is not empty: {dst}"
+                self.kv[dst] = list(self.kv[src][:n])
+        for slot, keep in plan.trims:
+            assert len(self.kv.get(slot, [])) >= keep, "trim keeps more tokens than held"
+            self.kv[slot] = self.kv.get(slot, [])[:keep]
         if not plan.chunks:
             return []
-        if self.used_cells() + plan.num_tokens > self.kv_cells:
+        if not self._fits(plan):
             return None
         time.sleep(self.step_delay)
         out: list[Sampled] = []
@@ -88,15 +99,24 @@ class FakeRunner:
             cells = self.kv.setdefault(chunk.slot, [])
             held = [token for _, token in cells]
             assert held == chunk.seq.tokens[: chunk.start_pos], "KV does not match the sequence"
-            for token in chunk.tokens:
-                cells.append((self._next_cell, token))
-                self._next_cell += 1
+            cells.extend((self._cell(), token) for token in chunk.tokens)
             if chunk.sample:
                 out.append(self._sample(chunk.seq.sampler))
         self.step_sizes.append(plan.num_tokens)
         self.step_chunks.append(len(plan.chunks))
         self.computed_tokens += plan.num_tokens
         return out
+
+    def _cell(self) -> int:
+        self._next_cell += 1
+        return self._next_cell
+
+    def _fits(self, plan: StepPlan) -> bool:
+        if not self.stream_cells:
+            return self.used_cells() + plan.num_tokens <= self.kv_cells
+        return all(
+            len(self.kv.get(c.slot, [])) + len(c.tokens) <= self.stream_cells for c in plan.chunks
+        )
 
     def _sample(self, sampler: object) -> Sampled:
         assert isinstance(sampler, FakeSampler)

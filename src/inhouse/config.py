@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 from pydantic_settings import (
@@ -23,7 +23,17 @@ class ServerSettings(BaseModel):
         4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
     graceful_shutdown_s: float = Field(
-        30.0, ge=0, description="On SIGTERM, how long in-flight requests may run to finish."
+        30.0,
+        ge=0,
+        description="On SIGTERM, how long in-flight requests may run to finish; the process "
+        "exits within about this long after the signal.",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest a client may take to send a request body (408 and the "
+        "connection closed beyond).",
     )
 
 
@@ -34,7 +44,17 @@ class EngineSettings(BaseModel):
     model_name: str = Field("smollm2", description="Name clients use for the model.")
     n_threads: int = Field(0, ge=0, le=512, description="CPU threads (0: all cores).")
     kv_cells: int = Field(
-        16384, ge=256, le=1 << 20, description="Size of the shared KV pool, in tokens."
+        32768,
+        ge=256,
+        le=1 << 20,
+        description="Size of the KV memory, in tokens (streams layout: split evenly among "
+        "max_running streams, which bounds each request's prompt + completion).",
+    )
+    kv_layout: Literal["streams", "unified"] = Field(
+        "streams",
+        description="KV memory layout: one stream per running sequence (each token attends "
+        "over its own sequence only: fast long prompts at many users) or one unified pool "
+        "(any request up to kv_cells, slower as the pool fills).",
     )
     max_context: int = Field(
         0, ge=0, description="Longest prompt + completion per request (0: the model's own)."
@@ -44,7 +64,18 @@ class EngineSettings(BaseModel):
         16, ge=1, le=128, description="Sequences generating at once (continuous batching)."
     )
     prefix_cache_slots: int = Field(
-        32, ge=0, le=200, description="Finished prompts kept in KV for prefix reuse."
+        32,
+        ge=0,
+        le=200,
+        description="Unified layout: finished prompts kept in KV for prefix reuse (streams "
+        "layout: idle streams keep theirs).",
+    )
+    prefix_cache_tokens: int = Field(
+        0,
+        ge=0,
+        le=1 << 20,
+        description="Unified layout: most tokens the prefix cache keeps, least recently used "
+        "evicted first (0: as many as the pool has room for).",
     )
     max_queue: int = Field(
         256, ge=0, description="Requests waiting beyond max_running before 503 Overloaded."
@@ -57,6 +88,13 @@ class EngineSettings(BaseModel):
         300.0, ge=0.1, description="A model idle this long is unloaded (not the default one)."
     )
     max_stop: int = Field(16, ge=0, le=64, description="Most stop strings per request.")
+    max_sample_ms: float = Field(
+        500.0,
+        ge=1.0,
+        le=60_000.0,
+        description="A sequence whose sampling of one token takes longer ends with an error "
+        "(a grammar too costly to follow); the others go on.",
+    )
 
     @model_validator(mode="after")
     def _fits_llama_sequences(self) -> EngineSettings:
@@ -94,6 +132,23 @@ class AuthSettings(BaseModel):
     )
     secure_cookies: bool = Field(
         True, description="Mark the session cookie Secure (sent over HTTPS and localhost only)."
+    )
+    login_failures_per_user: int = Field(
+        10,
+        ge=0,
+        le=100_000,
+        description="Failed web sign-ins for one user name within login_window_s before "
+        "further tries get 429 with Retry-After (0: no limit).",
+    )
+    login_failures_per_address: int = Field(
+        50,
+        ge=0,
+        le=100_000,
+        description="Failed web sign-ins from one client address within login_window_s "
+        "before further tries get 429 with Retry-After (0: no limit).",
+    )
+    login_window_s: float = Field(
+        900.0, gt=0, le=86400, description="The sliding window of the sign-in limits, seconds."
     )
 
 

@@ -26,9 +26,10 @@ from tests.model_files import write_smollm2_lora, write_tiny_llama
 
 NAMES = ("smollm2", "tiny", "smollm2-tuned", "assistant")
 PROMPT = "What is the capital of France?"
-# small KV pools, so that several models fit in a test machine's memory; one thread per engine
-# (the last --threads wins), as the engines of several models share the cores
-SERVE_ARGS = ("--kv-cells", "1024", "--threads", "1")
+# small KV pools (4 streams of 256 cells), so that several models fit in a test machine's
+# memory and the budget test below holds; one thread per engine (the last --threads wins), as
+# the engines of several models share the cores
+SERVE_ARGS = ("--kv-cells", "1024", "--max-running", "4", "--threads", "1")
 
 
 @pytest.fixture(scope="module")

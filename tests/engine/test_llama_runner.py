@@ -130,5 +130,90 @@ def test_seeded_sampling_is_reproducible(runner: LlamaRunner) -> None:
 
 def test_multibyte_text_round_trips_through_tokens(runner: LlamaRunner) -> None:
     text = "naïve café — 日本語 🙂"
-    tokens = runner.tokenize(text, add_special=False)
+    tokens = runner.tokenize(text, add_special=False, parse_special=True)
     assert b"".join(runner.token_bytes(t) for t in tokens).decode() == text
+
+
+# ----- one KV stream per sequence (kv_unified = false) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def stream_runner() -> Iterator[LlamaRunner]:
+    try:
+        path = default_model_path()
+    except DefaultModelMissing as exc:
+        need(False, str(exc))
+        raise
+    llama = LlamaRunner(
+        path, "smollm2", kv_cells=4 * 1024, n_batch=256, n_seq_max=4, n_threads=2, kv_unified=False
+    )
+    yield llama
+    llama.close()
+
+
+def stream_harness(runner: LlamaRunner) -> Harness:
+    from inhouse.engine.scheduler import StepPlan
+    from inhouse.engine.streams import StreamScheduler
+
+    runner.execute(StepPlan(clear_slots=list(range(4))))
+    scheduler = StreamScheduler(stream_cells=1024, n_streams=4, max_running=4, n_batch=256)
+    return Harness(runner, scheduler)
+
+
+def test_streams_answer_exactly_as_the_unified_pool_does(
+    runner: LlamaRunner, stream_runner: LlamaRunner
+) -> None:
+    questions = ["What is 2+2?", "What color is the sky?", "Say hi.", "Name a fruit."]
+    unified = harness(runner, cache_slots=0)
+    streams = stream_harness(stream_runner)
+    for h in (unified, streams):
+        for i, q in enumerate(questions):
+            h.submit(f"q{i}", CHAT.format(q), max_tokens=24, temperature=0.0)
+        h.run()
+    for i in range(len(questions)):
+        # the attention runs over other shapes (one stream vs the whole pool), so late tokens
+        # may drift in the last bits of floating point; the answer itself is the same one
+        assert streams.text(f"q{i}")[:40] == unified.text(f"q{i}")[:40]
+
+
+def test_streams_give_each_answer_alone_or_together(stream_runner: LlamaRunner) -> None:
+    questions = ["What is the moon?", "Why do cats purr?", "Count to five."]
+    together = stream_harness(stream_runner)
+    for i, q in enumerate(questions):
+        together.submit(f"q{i}", CHAT.format(q), max_tokens=24, temperature=0.0)
+    together.run()
+    for i, q in enumerate(questions):
+        alone = stream_harness(stream_runner)
+        alone.submit("a", CHAT.format(q), max_tokens=24, temperature=0.0)
+        alone.run()
+        assert together.text(f"q{i}") == alone.text("a")
+
+
+def test_a_shared_system_prompt_is_copied_across_streams_with_the_same_answers(
+    stream_runner: LlamaRunner,
+) -> None:
+    system = "<|im_start|>system\n" + "You answer briefly and precisely. " * 20 + "<|im_end|>\n"
+    questions = ["What is 2+2?", "What color is grass?", "Say hi."]
+    prompts = [system + CHAT.format(q) for q in questions]
+    expected = []
+    for p in prompts:
+        alone = stream_harness(stream_runner)
+        alone.submit("a", p, max_tokens=16, temperature=0.0)
+        alone.run()
+        expected.append(alone.text("a"))
+    # all at once: the later two wait for the first one's prefill and copy its stream
+    together = stream_harness(stream_runner)
+    for i, p in enumerate(prompts):
+        together.submit(f"q{i}", p, max_tokens=16, temperature=0.0)
+    together.run()
+    # the shared cells were computed in other batches than alone, so late tokens may drift
+    # in the last bits of floating point; a wrong copy would answer nonsense from the start
+    assert [together.text(f"q{i}")[:40] for i in range(3)] == [e[:40] for e in expected]
+    assert together.final("q1").cached_tokens > 100
+    # then from idle streams: continued in place (the tail trimmed) or copied
+    answers = [together.text(f"q{i}") for i in range(3)]
+    for i, p in enumerate(prompts):
+        together.submit(f"again{i}", p, max_tokens=16, temperature=0.0)
+    together.run()
+    assert [together.text(f"again{i}") for i in range(3)] == answers
+    assert all(together.final(f"again{i}").cached_tokens > 100 for i in range(3))

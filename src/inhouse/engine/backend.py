@@ -11,10 +11,11 @@ from inhouse.engine.scheduler import StepPlan
 
 @dataclass(frozen=True)
 class Sampled:
-    """The token sampled for one chunk, with its log-probabilities when they were asked for."""
+    """A chunk's sampled token, its log-probabilities if asked for, and an error ending it."""
 
     token: int
     logprob: TokenLogprob | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,12 @@ class ModelInfo:
 class ModelRunner(Protocol):
     info: ModelInfo
 
-    def tokenize(self, text: str, *, add_special: bool) -> list[int]:
-        """Token ids of `text`; special-token text (e.g. <|im_start|>) becomes its token."""
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        """Token ids of `text`, with BOS (and what else the model adds) when `add_special`.
+
+        With `parse_special`, control-token text (e.g. <|im_start|>) becomes its control
+        token; without, it is tokenized as plain text. Only text the server or the caller's
+        own raw prompt wrote may be parsed (see engine.prompt)."""
         ...
 
     def token_bytes(self, token: int) -> bytes:

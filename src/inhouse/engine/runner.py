@@ -1,13 +1,16 @@
 """LlamaRunner: the only module that talks to llama.cpp (through llama-cpp-python's C API).
 
-One context, one unified KV pool shared by every sequence (a sequence is a llama.cpp seq id,
-the scheduler's "slot"), one `llama_batch` per step, one sampler chain per sequence.
+One context, one `llama_batch` per step, one sampler chain per sequence. A sequence is a
+llama.cpp seq id, the scheduler's "slot". The KV memory is either one unified pool shared by
+every sequence, or one stream per seq id (`kv_unified = false`): then a decoded token attends
+only over its own stream, and a prefix copy across streams copies the whole stream.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,9 @@ import numpy as np
 
 from inhouse.engine.backend import ModelInfo, Sampled
 from inhouse.engine.request import SamplingParams, TokenLogprob, TopLogprob
-from inhouse.engine.sampler import SequenceSampler
+from inhouse.engine.sampler import MAX_SAMPLE_S, SequenceSampler, sampling_overrun
 from inhouse.engine.scheduler import Chunk, StepPlan
+from inhouse.errors import ModelLoadFailed
 
 
 @ll.llama_log_callback  # type: ignore[untyped-decorator]
@@ -26,7 +30,7 @@ def _quiet_log(level: int, text: bytes, user_data: Any) -> None:
     """llama.cpp logs every load detail to stderr; the engine reports what matters itself."""
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(ModelLoadFailed):
     pass
 
 
@@ -36,6 +40,8 @@ def quiet_llama_logs() -> None:
 
 
 class LlamaRunner:
+    max_sample_s: float = MAX_SAMPLE_S  # per token and sequence; build_engine sets it
+
     def __init__(
         self,
         path: Path,
@@ -46,8 +52,10 @@ class LlamaRunner:
         n_seq_max: int,
         n_threads: int = 0,
         adapters: Sequence[tuple[Path, float]] = (),
+        kv_unified: bool = True,
     ) -> None:
         quiet_llama_logs()
+        self._unified = kv_unified
         self._model = ll.llama_model_load_from_file(
             str(path).encode(), ll.llama_model_default_params()
         )
@@ -56,7 +64,8 @@ class LlamaRunner:
         self._vocab = ll.llama_model_get_vocab(self._model)
         self._n_vocab = int(ll.llama_vocab_n_tokens(self._vocab))
         self._ctx = ll.llama_init_from_model(
-            self._model, self._context_params(kv_cells, n_batch, n_seq_max, n_threads)
+            self._model,
+            self._context_params(kv_cells, n_batch, n_seq_max, n_threads, kv_unified),
         )
         if not self._ctx:
             ll.llama_model_free(self._model)
@@ -65,7 +74,8 @@ class LlamaRunner:
         self._memory = ll.llama_get_memory(self._ctx)
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
-        self.info = self._read_info(path, name, kv_cells)
+        # llama.cpp rounds each stream up to a multiple of 256 cells
+        self.info = self._read_info(path, name, int(ll.llama_n_ctx(self._ctx)))
 
     def _apply_adapters(self, adapters: Sequence[tuple[Path, float]]) -> list[Any]:
         """Load GGUF LoRA adapters and set them, with their scales, on this context."""
@@ -86,14 +96,16 @@ class LlamaRunner:
         return handles
 
     @staticmethod
-    def _context_params(kv_cells: int, n_batch: int, n_seq_max: int, n_threads: int) -> Any:
+    def _context_params(
+        kv_cells: int, n_batch: int, n_seq_max: int, n_threads: int, kv_unified: bool
+    ) -> Any:
         threads = n_threads or os.cpu_count() or 1
         params = ll.llama_context_default_params()
         params.n_ctx = kv_cells
         params.n_batch = n_batch
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq_max
-        params.kv_unified = True
+        params.kv_unified = kv_unified
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
@@ -129,11 +141,13 @@ class LlamaRunner:
 
     # ----- text ---------------------------------------------------------------------------
 
-    def tokenize(self, text: str, *, add_special: bool) -> list[int]:
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         data = text.encode("utf-8")
         capacity = len(data) + 8
         out = (ll.llama_token * capacity)()
-        n = ll.llama_tokenize(self._vocab, data, len(data), out, capacity, add_special, True)
+        n = ll.llama_tokenize(
+            self._vocab, data, len(data), out, capacity, add_special, parse_special
+        )
         if n < 0:
             raise ValueError("tokenizer overflow")
         return list(out[:n])
@@ -174,16 +188,25 @@ class LlamaRunner:
         for slot in plan.clear_slots:
             ll.llama_memory_seq_rm(self._memory, slot, 0, -1)
         for src, dst, n in plan.copies:
-            ll.llama_memory_seq_cp(self._memory, src, dst, 0, n)
+            if self._unified:  # the cells are shared, nothing is copied
+                ll.llama_memory_seq_cp(self._memory, src, dst, 0, n)
+            else:  # across streams llama.cpp copies whole streams (at the next decode)
+                ll.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
+                ll.llama_memory_seq_rm(self._memory, dst, n, -1)
+        for slot, keep in plan.trims:
+            ll.llama_memory_seq_rm(self._memory, slot, keep, -1)
         if not plan.chunks:
             return []
-        rows = self._fill_batch(plan.chunks)
+        # llama.cpp decodes each run of consecutive seq ids of separate streams as one ubatch
+        chunks = plan.chunks if self._unified else sorted(plan.chunks, key=lambda c: c.slot)
+        rows = self._fill_batch(chunks)
         rc = ll.llama_decode(self._ctx, self._batch)
         if rc == 1:
             return None
         if rc != 0:
             raise RuntimeError(f"llama_decode failed with code {rc}")
-        return [self._sample(row, chunk) for row, chunk in rows]
+        sampled = {id(chunk): self._sample(row, chunk) for row, chunk in rows}
+        return [sampled[id(c)] for c in plan.chunks if c.sample]
 
     def _fill_batch(self, chunks: list[Chunk]) -> list[tuple[int, Chunk]]:
         batch = self._batch
@@ -213,11 +236,12 @@ class LlamaRunner:
         return rows
 
     def _sample(self, row: int, chunk: Chunk) -> Sampled:
+        start = time.perf_counter()
         token = chunk.seq.sampler.sample(self._ctx, row)
+        error = sampling_overrun(time.perf_counter() - start, self.max_sample_s)
         top_n = chunk.seq.request.params.top_logprobs
-        if top_n is None:
-            return Sampled(token)
-        return Sampled(token, self._logprob(row, token, top_n))
+        logprob = None if top_n is None else self._logprob(row, token, top_n)
+        return Sampled(token, logprob, error)
 
     def _logprob(self, row: int, token: int, top_n: int) -> TokenLogprob:
         logits = np.ctypeslib.as_array(ll.llama_get_logits_ith(self._ctx, row), (self._n_vocab,))

@@ -9,12 +9,17 @@ Pure Python, no model: it only counts tokens, KV cells and sequence slots.
   its tokens recomputed when it is readmitted), so older streams never stall.
 - A finished sequence's cells stay behind as a prefix-cache entry; a new prompt that starts
   with an entry's tokens shares those cells (llama.cpp `seq_cp`) instead of recomputing them.
+  The cache holds at most `cache_slots` entries and `cache_tokens` cells (when set); the least
+  recently used idle entry goes first.
+
+This is the unified-pool layout; engine/streams.py schedules one KV stream per sequence.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Sequence as Sequence_
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,10 +105,11 @@ class Chunk:
 
 @dataclass
 class StepPlan:
-    """What the runner does this step, in order: clear slots, copy prefixes, decode chunks."""
+    """What the runner does this step, in order: clear slots, copy prefixes, trim, decode."""
 
     clear_slots: list[int] = field(default_factory=list)
     copies: list[tuple[int, int, int]] = field(default_factory=list)  # (src, dst, n_tokens)
+    trims: list[tuple[int, int]] = field(default_factory=list)  # (slot, tokens kept)
     chunks: list[Chunk] = field(default_factory=list)
 
     @property
@@ -111,12 +117,19 @@ class StepPlan:
         return sum(len(c.tokens) for c in self.chunks)
 
 
-def common_prefix_len(a: tuple[int, ...], b: list[int]) -> int:
+def common_prefix_len(a: Sequence_[int], b: Sequence_[int]) -> int:
+    """Length of the longest common prefix, by slice comparisons (C speed, not per token)."""
     n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    if tuple(a[:n]) == tuple(b[:n]):
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if tuple(a[lo:mid]) == tuple(b[lo:mid]):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 class Scheduler:
@@ -127,8 +140,10 @@ class Scheduler:
         max_running: int,
         n_batch: int,
         cache_slots: int,
+        cache_tokens: int = 0,
     ) -> None:
         self.kv_cells = kv_cells
+        self.cache_tokens = cache_tokens  # 0: the cache is bounded by slots and the pool only
         self.max_running = max_running
         self.n_batch = n_batch
         self.cache_slots = cache_slots
@@ -185,17 +200,25 @@ class Scheduler:
                 continue
             plan.chunks.append(self._chunk(seq, n))
             budget -= n
+        self._admit_waiting(plan, budget)
+        plan.clear_slots = self._clear + plan.clear_slots
+        self._clear = []
+        return plan
+
+    def _admit_waiting(self, plan: StepPlan, budget: int) -> None:
+        """Admit waiting requests in arrival order while the batch, the slots and KV allow."""
         while budget > 0 and self.waiting and len(self.running) < self.max_running:
             seq = self.waiting[0]
             if not self._admit(seq, plan):
                 break
             self.waiting.popleft()
-            n = min(seq.remaining, budget)
-            plan.chunks.append(self._chunk(seq, n))
-            budget -= n
-        plan.clear_slots = self._clear + plan.clear_slots
-        self._clear = []
-        return plan
+            budget -= self._start(seq, plan, budget)
+
+    def _start(self, seq: Sequence, plan: StepPlan, budget: int) -> int:
+        """Plan the first prompt chunk of a just admitted sequence; return its size."""
+        n = min(seq.remaining, budget)
+        plan.chunks.append(self._chunk(seq, n))
+        return n
 
     def commit(self, plan: StepPlan) -> None:
         """The runner decoded `plan`: its tokens are now in KV memory."""
@@ -355,6 +378,9 @@ class Scheduler:
         )
         self.cache.append(entry)
         seq.slot, seq.num_computed, seq.parent, seq.shared_len = None, 0, None, 0
+        while self.cache_tokens and sum(e.own_cells for e in self.cache) > self.cache_tokens:
+            if not self._evict_one_into(self._clear):
+                break
 
     def _evict_one_into(self, clear: list[int]) -> bool:
         plan = StepPlan()
