@@ -25,7 +25,6 @@ from jsonschema.exceptions import SchemaError, best_match
 
 from inhouse.engine.gbnf import (
     EMPTY,
-    MAX_REPEAT,
     PRIMITIVES,
     Chars,
     Expr,
@@ -46,30 +45,21 @@ from inhouse.engine.gbnf import (
 from inhouse.engine.grammar_cost import PatternCosts, check_stacks
 from inhouse.engine.grammar_numbers import MAX_INT_BOUND, decimals, int_range, integers, whole
 from inhouse.engine.grammar_regex import Regex
+from inhouse.engine.schema_keywords import (
+    ANNOTATIONS,
+    FORMATS,
+    MAX_DEPTH,
+    MAX_GRAMMAR_CHARS,
+    UNSUPPORTED,
+    as_dict,
+    check_size,
+    dump_json,
+    has_type,
+    merge_schemas,
+    repeat_bounds,
+    schema_types,
+)
 from inhouse.errors import InvalidSchema
-
-MAX_NODES = 2000  # JSON values in a schema
-MAX_DEPTH = 64  # JSON nesting of a schema
-MAX_GRAMMAR_CHARS = 256_000
-
-# split word lists keep these readable
-_ANNOTATIONS = frozenset(
-    "$schema $id $anchor $comment $defs definitions title description default examples "  # noqa: SIM905
-    "deprecated readOnly writeOnly contentMediaType contentEncoding".split()
-)
-_UNSUPPORTED = (
-    "not if then else contains minContains maxContains multipleOf minProperties maxProperties "  # noqa: SIM905
-    "patternProperties propertyNames dependentRequired dependentSchemas dependencies "
-    "unevaluatedProperties unevaluatedItems $dynamicRef $dynamicAnchor $recursiveRef".split()
-)
-_IMPLIED_TYPE = {
-    "object": {"properties", "additionalProperties", "required"},
-    "array": {"items", "prefixItems", "minItems", "maxItems"},
-    "string": {"minLength", "maxLength", "format", "pattern"},
-    "number": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
-}
-_FORMATS = ("date", "time", "date-time", "uuid")
-
 
 JSON_OBJECT_GRAMMAR: str = render_grammar({"root": Ref("object")}, {"object"})
 """Any JSON object."""
@@ -80,83 +70,6 @@ class InvalidOutput(ValueError):
 
 
 # ----- schema -> rules -----------------------------------------------------------------------
-
-
-def _as_dict(schema: Any) -> dict[str, Any]:
-    """A subschema as a dict (`true` is `{}`); `false` accepts nothing and is refused."""
-    if schema is True:
-        return {}
-    if schema is False:
-        raise InvalidSchema("a `false` subschema accepts no value, so nothing can be generated")
-    if not isinstance(schema, dict):
-        raise InvalidSchema("every subschema must be an object or a boolean")
-    return schema
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _types(schema: dict[str, Any]) -> list[str]:
-    """Declared types, else the ones its keywords imply; [] means any JSON value."""
-    declared = schema.get("type")
-    if declared is None:
-        return [t for t, keys in _IMPLIED_TYPE.items() if keys & schema.keys()]
-    types = [declared] if isinstance(declared, str) else list(declared)
-    return [t for t in types if not (t == "integer" and "number" in types)]
-
-
-def _has_type(value: Any, declared: str | list[str]) -> bool:
-    types = [declared] if isinstance(declared, str) else declared
-    return any(Draft202012Validator.TYPE_CHECKER.is_type(value, t) for t in types)
-
-
-def _repeat_bounds(schema: dict[str, Any], low: str, high: str) -> tuple[int, int | None]:
-    """(min, max) repetitions; a large max is lowered to MAX_REPEAT, a large min refused."""
-    lo, hi = int(schema.get(low, 0)), schema.get(high)
-    if lo > MAX_REPEAT:
-        raise InvalidSchema(f"{low} {lo} is above the supported {MAX_REPEAT}")
-    if hi is not None and hi < lo:
-        raise InvalidSchema(f"{low} {lo} is above {high} {hi}: no value is valid")
-    return lo, None if hi is None else min(int(hi), MAX_REPEAT)
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """One schema requiring both `a` and `b` (for allOf); conflicting keywords are refused."""
-    out = dict(a)
-    for key, value in b.items():
-        if key not in out or key in _ANNOTATIONS or out[key] == value:
-            out.setdefault(key, value)
-        else:
-            out[key] = _merge_keyword(key, out[key], value)
-    return out
-
-
-def _merge_keyword(key: str, a: Any, b: Any) -> Any:
-    if key == "properties":
-        return {
-            k: {"allOf": [a[k], b[k]]} if k in a and k in b else a.get(k, b.get(k))
-            for k in {**a, **b}
-        }
-    if key == "required":
-        return list(dict.fromkeys([*a, *b]))
-    if key in ("minimum", "exclusiveMinimum", "minLength", "minItems"):
-        return max(a, b)
-    if key in ("maximum", "exclusiveMaximum", "maxLength", "maxItems"):
-        return min(a, b)
-    if key == "enum":
-        return [v for v in a if v in b]
-    if key == "additionalProperties" and False in (a, b):
-        return False
-    if key == "type":
-        ta, tb = _types({"type": a}), _types({"type": b})
-        both = [t for t in ta if t in tb or (t == "integer" and "number" in tb)]
-        both += [t for t in tb if t == "integer" and "number" in ta and t not in both]
-        if both:
-            return both
-    raise InvalidSchema(f"allOf: the parts disagree on '{key}'")
-
-
 class _Compiler:
     """Turns one checked schema into grammar rules, one rule per $ref target."""
 
@@ -224,14 +137,12 @@ class _Compiler:
         try:
             if self.depth > MAX_DEPTH:
                 raise InvalidSchema(f"the schema nests deeper than {MAX_DEPTH} levels")
-            return self.keywords(_as_dict(schema))
+            return self.keywords(as_dict(schema))
         finally:
             self.depth -= 1
 
     def keywords(self, s: dict[str, Any]) -> Expr:
-        bad = [k for k in _UNSUPPORTED if k in s] + (
-            ["uniqueItems"] if s.get("uniqueItems") else []
-        )
+        bad = [k for k in UNSUPPORTED if k in s] + (["uniqueItems"] if s.get("uniqueItems") else [])
         if bad:
             raise InvalidSchema(f"unsupported keyword(s) for structured output: {', '.join(bad)}")
         if "$ref" in s:
@@ -242,10 +153,10 @@ class _Compiler:
             if key in s:
                 return self.any_of(s, key)
         if "const" in s:
-            return Lit(_dump(s["const"]))
+            return Lit(dump_json(s["const"]))
         if "enum" in s:
             return self.enum(s)
-        types = _types(s)
+        types = schema_types(s)
         if not types:
             return self.prim("value")
         return alt(*(self.typed(s, t) for t in types))
@@ -263,7 +174,7 @@ class _Compiler:
 
     def ref(self, s: dict[str, Any]) -> Expr:
         pointer = s["$ref"]
-        rest = {k: v for k, v in s.items() if k != "$ref" and k not in _ANNOTATIONS}
+        rest = {k: v for k, v in s.items() if k != "$ref" and k not in ANNOTATIONS}
         if rest:
             return self.schema({"allOf": [{"$ref": pointer}, rest]})
         if pointer not in self.refs:
@@ -296,7 +207,7 @@ class _Compiler:
 
     def flat(self, schema: Any) -> dict[str, Any]:
         """`schema` with its top-level $ref and allOf merged in (for allOf)."""
-        s = _as_dict(schema)
+        s = as_dict(schema)
         if "$ref" in s:
             pointer = s["$ref"]
             if pointer in self.merging:
@@ -306,18 +217,18 @@ class _Compiler:
                 target = self.flat(self.resolve(pointer))
             finally:
                 self.merging.pop()
-            s = _merge(target, {k: v for k, v in s.items() if k != "$ref"})
+            s = merge_schemas(target, {k: v for k, v in s.items() if k != "$ref"})
         return self.merge_all(s) if "allOf" in s else s
 
     def merge_all(self, s: dict[str, Any]) -> dict[str, Any]:
         merged = self.flat({k: v for k, v in s.items() if k != "allOf"})
         for part in s["allOf"]:
-            merged = _merge(merged, self.flat(part))
+            merged = merge_schemas(merged, self.flat(part))
         return merged
 
     def any_of(self, s: dict[str, Any], key: str) -> Expr:
         base = {k: v for k, v in s.items() if k != key}
-        shared = any(k not in _ANNOTATIONS for k in base)
+        shared = any(k not in ANNOTATIONS for k in base)
         options = [self.schema({"allOf": [base, o]} if shared else o) for o in s[key]]
         if all(isinstance(o, Lit) for o in options):  # consts: one trie, like an enum
             return literals([o.text for o in options if isinstance(o, Lit)])
@@ -342,10 +253,10 @@ class _Compiler:
         return flatten(expr, self.fixed)  # a pattern stays whole: its cost is measured
 
     def enum(self, s: dict[str, Any]) -> Expr:
-        values = [v for v in s["enum"] if "type" not in s or _has_type(v, s["type"])]
+        values = [v for v in s["enum"] if "type" not in s or has_type(v, s["type"])]
         if not values:
             raise InvalidSchema("no value of `enum` has the declared `type`")
-        return literals([_dump(v) for v in values])
+        return literals([dump_json(v) for v in values])
 
     def string(self, s: dict[str, Any]) -> Expr:
         quote = Lit('"')
@@ -353,9 +264,9 @@ class _Compiler:
             body = Regex(s["pattern"], self).parse()
             self.fixed[id(body)] = (body, self.patterns.stacks(s["pattern"], body, self.rules))
             return seq(quote, body, quote)
-        if s.get("format") in _FORMATS:
+        if s.get("format") in FORMATS:
             return seq(quote, self.prim(s["format"]), quote)
-        lo, hi = _repeat_bounds(s, "minLength", "maxLength")
+        lo, hi = repeat_bounds(s, "minLength", "maxLength")
         if lo == 0 and hi is None:
             return self.prim("string")
         return seq(quote, self.rep(self.prim("char"), lo, hi), quote)
@@ -386,7 +297,7 @@ class _Compiler:
             if key not in props and (key in declared or extra is False):
                 raise InvalidSchema(f"required property {key!r} is not allowed by the schema")
             props.setdefault(key, extra)
-        members = [(self.member(_dump(k), v), k in required) for k, v in props.items()]
+        members = [(self.member(dump_json(k), v), k in required) for k, v in props.items()]
         ws = self.prim("ws")
         other = None
         if extra is not False:
@@ -416,7 +327,7 @@ class _Compiler:
         return seq(first, ws) if lead < len(members) else opt(seq(first, ws))
 
     def array(self, s: dict[str, Any]) -> Expr:
-        lo, hi = _repeat_bounds(s, "minItems", "maxItems")
+        lo, hi = repeat_bounds(s, "minItems", "maxItems")
         prefix = [self.schema(p) for p in s.get("prefixItems", [])][:hi]
         items = s.get("items", True)
         if items is False and lo > len(prefix):
@@ -448,22 +359,6 @@ def _minus(hi: int | None, n: int) -> int | None:
 # ----- public API ----------------------------------------------------------------------------
 
 
-def _check_size(schema: dict[str, Any]) -> None:
-    """Refuse schemas with more than MAX_NODES JSON values or nested deeper than MAX_DEPTH."""
-    nodes, stack = 0, [(schema, 1)]
-    while stack:
-        node, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_NODES:
-            raise InvalidSchema(f"the schema is too large: more than {MAX_NODES} JSON values")
-        if depth > MAX_DEPTH:
-            raise InvalidSchema(f"the schema nests deeper than {MAX_DEPTH} levels")
-        children = (
-            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        )
-        stack.extend((child, depth + 1) for child in children)
-
-
 _KNOWN_SCHEMAS = 256  # compiled schemas remembered: clients send the same one again and again
 _KNOWN_CHARS = 65_536  # longer schemas or grammars are not remembered
 _known: OrderedDict[str, tuple[bool, str]] = OrderedDict()  # schema JSON -> (ok, grammar/why)
@@ -474,7 +369,7 @@ def schema_to_grammar(schema: dict[str, Any]) -> str:
     """GBNF (start rule `root`) for JSON valid against `schema`; InvalidSchema if impossible."""
     if not isinstance(schema, dict):
         raise InvalidSchema("the JSON schema must be a JSON object")
-    _check_size(schema)
+    check_size(schema)
     key = json.dumps(schema, ensure_ascii=False)  # key order matters: properties keep it
     with _known_lock:
         known = _known.get(key)
@@ -516,7 +411,7 @@ def validate_output(text: str, schema: dict[str, Any] | None) -> Any:
         return value
     checker = FormatChecker(formats=())
     known = Draft202012Validator.FORMAT_CHECKER.checkers
-    checker.checkers = {f: known[f] for f in _FORMATS if f in known}
+    checker.checkers = {f: known[f] for f in FORMATS if f in known}
     error = best_match(Draft202012Validator(schema, format_checker=checker).iter_errors(value))
     if error is not None:
         raise InvalidOutput(f"the output does not match the schema: {error.message}")
