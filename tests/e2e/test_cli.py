@@ -219,3 +219,26 @@ def test_sigterm_exits_within_the_graceful_time_whatever_is_still_open(
         if server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("flags", "context"),
+    [
+        (("--kv-cells", "4096", "--max-running", "4"), 1024),  # streams: an even share each
+        (("--kv-cells", "4096", "--kv-layout", "unified"), 4096),  # one pool: all of it
+    ],
+    ids=["streams", "unified"],
+)
+def test_the_kv_layout_flag_sets_what_one_request_may_hold(
+    tmp_path: Path, flags: tuple[str, ...], context: int
+) -> None:
+    served = start_server(tmp_path / "home", *flags)
+    try:
+        client = openai.OpenAI(base_url=served.url + "/v1", api_key=served.key)
+        assert client.models.retrieve("smollm2").to_dict()["context_length"] == context
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.completions.create(model="smollm2", prompt="Hi", max_tokens=context)
+        assert refused.value.code == "context_length_exceeded"
+    finally:
+        served.proc.kill()
+        served.proc.wait()

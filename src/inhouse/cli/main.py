@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,13 @@ app.add_typer(groups_app, name="groups")
 app.add_typer(keys_app, name="keys")
 app.add_typer(usage_app, name="usage")
 app.add_typer(audit_app, name="audit")
+
+
+class KVLayout(enum.Enum):
+    """The choices of `--kv-layout` (typer lists an enum's values)."""
+
+    streams = "streams"
+    unified = "unified"
 
 
 def _help(section: type[ServerSettings | EngineSettings | AuthSettings], name: str) -> str:
@@ -49,6 +57,9 @@ def serve(
     ] = None,
     threads: Annotated[int | None, typer.Option(help=_help(EngineSettings, "n_threads"))] = None,
     kv_cells: Annotated[int | None, typer.Option(help=_help(EngineSettings, "kv_cells"))] = None,
+    kv_layout: Annotated[
+        KVLayout | None, typer.Option(help=_help(EngineSettings, "kv_layout"))
+    ] = None,
     max_running: Annotated[
         int | None, typer.Option(help=_help(EngineSettings, "max_running"))
     ] = None,
@@ -70,6 +81,7 @@ def serve(
         model_name=model_name,
         n_threads=threads,
         kv_cells=kv_cells,
+        kv_layout=None if kv_layout is None else kv_layout.value,
         max_running=max_running,
         max_queue=max_queue,
     )
