@@ -7,12 +7,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -110,6 +111,21 @@ class Served:
     @property
     def v1(self) -> str:
         return self.base_url + "/v1"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll `condition` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def health(served: Served) -> dict[str, object]:
+    """The served app's /health body."""
+    return httpx.get(served.base_url + "/health").json()  # type: ignore[no-any-return]
 
 
 @contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
@@ -19,25 +18,12 @@ from starlette.types import Message, Scope
 from inhouse.api.openai.results import EndingStream
 from inhouse.api.watch import Ending
 from inhouse.engine.request import TokenEvent
-from tests.conftest import Served, fake_engine, serve_fake
+from tests.conftest import Served, fake_engine, health, serve_fake, wait_for
 from tests.fakes import FakeRunner
 from tests.governance.helpers import new_user_key, usage_rows
 
 HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
 LONG = 3000  # tokens: 30 s at the fake's 10 ms a step, far beyond every wait below
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
-
-
-def health(served: Served) -> dict[str, object]:
-    return httpx.get(served.base_url + "/health").json()  # type: ignore[no-any-return]
 
 
 def idle(served: Served) -> bool:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import ollama
 
-from tests.conftest import Served, serve_fake
+from tests.conftest import Served, health, serve_fake, wait_for
 from tests.fakes import FakeRunner
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -18,19 +16,6 @@ HI = [{"role": "user", "content": "Hi"}]
 
 def client_for(served: Served) -> ollama.Client:
     return ollama.Client(host=served.base_url, headers={"Authorization": f"Bearer {served.key}"})
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
-
-
-def health(served: Served) -> dict[str, object]:
-    return httpx.get(served.base_url + "/health").json()  # type: ignore[no-any-return]
 
 
 def loaded(client: ollama.Client) -> list[str | None]:

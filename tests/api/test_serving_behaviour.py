@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import Served, serve_fake
+from tests.conftest import Served, health, serve_fake, wait_for
 from tests.fakes import FakeRunner
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -18,19 +17,6 @@ HI = [{"role": "user", "content": "Hi"}]
 
 def client_for(served: Served) -> openai.OpenAI:
     return openai.OpenAI(base_url=served.v1, api_key=served.key, max_retries=0)
-
-
-def wait_for(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
-
-
-def health(served: Served) -> dict[str, object]:
-    return httpx.get(served.base_url + "/health").json()  # type: ignore[no-any-return]
 
 
 def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
