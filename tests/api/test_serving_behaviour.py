@@ -131,3 +131,16 @@ def test_metrics_count_requests_tokens_and_latency(tmp_path: Path) -> None:
     assert "inhouse_time_per_output_token_seconds_count 1.0" in text
     assert 'inhouse_queue_depth{model="fake"} 0.0' in text
     assert 'inhouse_running_sequences{model="fake"} 0.0' in text
+
+
+def test_more_prompts_than_max_n_each_get_their_choice(tmp_path: Path) -> None:
+    """`engine.max_n` limits choices per prompt, not the prompts of one completion request."""
+    with serve_fake(tmp_path, FakeRunner()) as served:
+        prompts = [f"prompt {i}" for i in range(12)]
+        completion = client_for(served).completions.create(
+            model="fake", prompt=prompts, max_tokens=2
+        )
+        assert sorted(c.index for c in completion.choices) == list(range(12))
+        with pytest.raises(openai.BadRequestError) as refused:
+            client_for(served).completions.create(model="fake", prompt="x", max_tokens=2, n=9)
+        assert refused.value.body["param"] == "n"  # type: ignore[index]

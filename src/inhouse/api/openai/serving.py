@@ -72,12 +72,12 @@ class Serving:
         self.resolver = resolver
         self.settings = settings
 
-    async def lease(self, name: str, n: int) -> Lease:
-        """Room for `n` engine requests on the engine of a model name or alias (loading it if
-        needed); Overloaded (503) when it has none."""
+    async def lease(self, name: str, n: int, prompts: int = 1) -> Lease:
+        """Room for `n` choices of each of `prompts` prompts on the engine of a model name or
+        alias (loading it if needed); Overloaded (503) when it has none."""
         if n > self.settings.max_n:
             raise InvalidRequest(f"n must be at most {self.settings.max_n}", param="n")
-        return await self.pool.lease(self.resolver.resolve(name), n)
+        return await self.pool.lease(self.resolver.resolve(name), n * prompts)
 
     # ----- requests -> engine ------------------------------------------------------------
 
@@ -134,7 +134,7 @@ class Serving:
         if body.echo and body.logprobs is not None:
             raise InvalidRequest("echo with logprobs is not supported", param="echo")
         prompts = body.prompts()
-        lease = await self.lease(body.model, len(prompts) * body.n)
+        lease = await self.lease(body.model, body.n, len(prompts))
         with released_on_error(lease):
             return await self._completion(body, prompts, lease)
 
