@@ -88,6 +88,9 @@ class SequenceSampler:
             self._starts = token_starts(vocab, vocab_size)
             self._tail = b""  # the output ends inside this UTF-8 character
             self._one = np.zeros(1, dtype=TOKEN_DATA)
+            # reused by every draw: no vocabulary-sized allocation per token
+            self._candidates = np.zeros(vocab_size, dtype=TOKEN_DATA)
+            self._all_ids = np.arange(vocab_size, dtype=np.int32)
 
     def sample(self, ctx: Any, row: int) -> int:
         if self._grammar is None:
@@ -107,14 +110,10 @@ class SequenceSampler:
     def _draw(self, logits: npt.NDArray[np.float32], ids: Ids | None) -> int:
         """A token from the chain: unconstrained (`ids` None), else among `ids` the grammar
         accepts (every token it may accept is in `ids`, so the distribution is the same)."""
-        if ids is None:
-            candidates = np.zeros(self._vocab_size, dtype=TOKEN_DATA)
-            candidates["id"] = np.arange(self._vocab_size, dtype=np.int32)
-            candidates["logit"] = logits
-        else:
-            candidates = np.zeros(len(ids), dtype=TOKEN_DATA)
-            candidates["id"] = ids
-            candidates["logit"] = logits[ids]
+        candidates = self._candidates[: self._vocab_size if ids is None else len(ids)]
+        candidates["id"] = self._all_ids if ids is None else ids
+        candidates["logit"] = logits if ids is None else logits[ids]
+        candidates["p"] = 0.0
         array = token_array(candidates)
         if ids is not None:
             ll.llama_sampler_apply(self._grammar, ctypes.byref(array))
