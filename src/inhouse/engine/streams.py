@@ -76,7 +76,7 @@ class StreamScheduler(Scheduler):
             if n > best_len or (n == best_len and isinstance(best, Sequence)):
                 best, best_len = entry, n
         for other in self.running:
-            n = common_prefix_len(other.tokens[: other.num_computed], seq.tokens)
+            n = min(common_prefix_len(other.tokens, seq.tokens), other.num_computed)
             if n > best_len:
                 best, best_len = other, n
         # at least the last token is decoded: its logits give the next token
@@ -88,7 +88,7 @@ class StreamScheduler(Scheduler):
         for other in self.running:
             if other.num_computed >= other.num_prompt:
                 continue
-            n = common_prefix_len(other.tokens[: other.num_prompt], seq.tokens)
+            n = min(common_prefix_len(other.tokens, seq.tokens), other.num_prompt)
             if min(n, len(seq.tokens) - 1) >= shared + MIN_SHARED_WAIT:
                 return True
         return False
