@@ -441,12 +441,12 @@ def allowed_ids(sampler: Any, ids: Any) -> set[int]:
 
 
 def test_filtering_by_token_starts_gives_the_whole_vocabulary_mask(
-    checker: GrammarChecker,
+    checker: GrammarChecker, runner: LlamaRunner
 ) -> None:
     """At every point of every accepted text: the narrowed filter allows exactly the tokens
     the filter of the whole vocabulary allows (the sampler relies on it)."""
     size = int(ll.llama_vocab_n_tokens(checker.vocab))
-    starts = TokenStarts(checker.vocab, size)
+    starts = TokenStarts([runner.token_bytes(t) for t in range(size)], runner.is_end_of_generation)
     everything = np.arange(size, dtype=np.int32)
     for name, (schema, good, _) in CASES.items():
         for text in good:

@@ -22,6 +22,7 @@ from inhouse.engine.backend import ModelInfo, Sampled
 from inhouse.engine.request import SamplingParams, TokenLogprob, TopLogprob
 from inhouse.engine.sampler import MAX_SAMPLE_S, SequenceSampler, sampling_overrun
 from inhouse.engine.scheduler import Chunk, StepPlan
+from inhouse.engine.token_starts import TokenStarts
 from inhouse.errors import ModelLoadFailed
 
 
@@ -74,6 +75,7 @@ class LlamaRunner:
         self._memory = ll.llama_get_memory(self._ctx)
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
+        self._starts: TokenStarts | None = None
         # llama.cpp rounds each stream up to a multiple of 256 cells
         self.info = self._read_info(path, name, int(ll.llama_n_ctx(self._ctx)))
 
@@ -176,7 +178,15 @@ class LlamaRunner:
     # ----- sampling -----------------------------------------------------------------------
 
     def new_sampler(self, params: SamplingParams) -> object:
-        return SequenceSampler(self._vocab, self._n_vocab, params)
+        starts = None if params.grammar is None else self._token_starts()
+        return SequenceSampler(self._vocab, self._n_vocab, params, starts)
+
+    def _token_starts(self) -> TokenStarts:
+        """The vocabulary grouped by token starts, built on the first constrained request."""
+        if self._starts is None:
+            pieces = [self.token_bytes(t) for t in range(self._n_vocab)]
+            self._starts = TokenStarts(pieces, self.is_end_of_generation)
+        return self._starts
 
     def free_sampler(self, sampler: object) -> None:
         assert isinstance(sampler, SequenceSampler)

@@ -21,9 +21,9 @@ from inhouse.engine.request import SamplingParams
 from inhouse.engine.token_starts import (
     TOKEN_DATA,
     Ids,
+    TokenStarts,
     incomplete_tail,
     token_array,
-    token_starts,
 )
 
 _DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
@@ -76,7 +76,14 @@ def sampling_overrun(spent_s: float, budget_s: float) -> str | None:
 class SequenceSampler:
     """Draws the next token of one sequence from a row of logits; lives as long as it."""
 
-    def __init__(self, vocab: Any, vocab_size: int, params: SamplingParams) -> None:
+    def __init__(
+        self,
+        vocab: Any,
+        vocab_size: int,
+        params: SamplingParams,
+        starts: TokenStarts | None = None,
+    ) -> None:
+        """`starts` (the vocabulary's TokenStarts) is needed when `params` has a grammar."""
         self._vocab_size = vocab_size
         self._chain = _chain(vocab_size, params)
         self._grammar: Any = None
@@ -85,7 +92,10 @@ class SequenceSampler:
             if not self._grammar:
                 ll.llama_sampler_free(self._chain)
                 raise ValueError("llama.cpp refused the grammar")
-            self._starts = token_starts(vocab, vocab_size)
+            if starts is None:
+                self.free()
+                raise ValueError("a grammar needs the vocabulary's token starts")
+            self._starts = starts
             self._tail = b""  # the output ends inside this UTF-8 character
             self._one = np.zeros(1, dtype=TOKEN_DATA)
             # reused by every draw: no vocabulary-sized allocation per token

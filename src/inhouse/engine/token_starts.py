@@ -10,6 +10,7 @@ outcome is the same mask, at a fraction of the cost wherever the grammar is sele
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from typing import Any
 
 import llama_cpp as ll
@@ -17,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 
 TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
-_SAMPLED_PIECES = 64  # pieces compared to tell a cached vocabulary from another one
 Ids = npt.NDArray[np.int32]
 
 
@@ -26,15 +26,6 @@ def token_array(data: npt.NDArray[Any]) -> Any:
     return ll.llama_token_data_array(
         data=data.ctypes.data_as(ll.llama_token_data_p), size=len(data), selected=-1, sorted=False
     )
-
-
-def _piece(vocab: Any, token: int) -> bytes:
-    buf = ctypes.create_string_buffer(64)
-    n = ll.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
-    if n < 0:
-        buf = ctypes.create_string_buffer(-n)
-        n = ll.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
-    return buf.raw[: max(n, 0)]
 
 
 def _is_start(piece: bytes) -> bool:
@@ -47,15 +38,16 @@ def _is_start(piece: bytes) -> bool:
 class TokenStarts:
     """Token ids grouped by their start, with the token that is exactly each start."""
 
-    def __init__(self, vocab: Any, vocab_size: int) -> None:
-        self.vocab_size = vocab_size
-        self.pieces = [_piece(vocab, t) for t in range(vocab_size)]
+    def __init__(self, pieces: list[bytes], is_eog: Callable[[int], bool]) -> None:
+        """`pieces`: each token's bytes, by id; `is_eog`: whether a token ends generation."""
+        vocab_size = len(pieces)
+        self.pieces = pieces
         exact = {p: t for t, p in enumerate(self.pieces) if _is_start(p)}
         groups: dict[bytes, list[int]] = {}
         for token, piece in enumerate(self.pieces):
             key = piece[:2] if piece[:2] in exact else piece[:1]
             # the others (no start token, or ending generation) are checked every time
-            if key in exact and not ll.llama_vocab_is_eog(vocab, token):
+            if key in exact and not is_eog(token):
                 groups.setdefault(key, []).append(token)
         self.probe = np.array([exact[k] for k in groups], dtype=np.int32)
         # each token's group, the loose ones in an extra last group that is always open
@@ -63,16 +55,6 @@ class TokenStarts:
         for index, ids in enumerate(groups.values()):
             self.group_of[ids] = index
         self.everything = np.arange(vocab_size, dtype=np.int32)
-        self._sample = self.fingerprint(vocab, vocab_size)
-
-    @staticmethod
-    def fingerprint(vocab: Any, vocab_size: int) -> list[bytes]:
-        step = max(1, vocab_size // _SAMPLED_PIECES)
-        return [_piece(vocab, t) for t in range(0, vocab_size, step)]
-
-    def matches(self, vocab: Any, vocab_size: int) -> bool:
-        """Whether this was built for `vocab` (a cache keyed by address may outlive a model)."""
-        return vocab_size == self.vocab_size and self.fingerprint(vocab, vocab_size) == self._sample
 
     def candidates(self, grammar: Any) -> Ids:
         """The tokens `grammar` may accept: all but the groups whose start it refuses."""
@@ -84,18 +66,6 @@ class TokenStarts:
             return self.everything
         # in id order: llama.cpp's filter runs markedly slower on shuffled ids
         return np.flatnonzero(open_[self.group_of]).astype(np.int32)
-
-
-_CACHE: dict[int, TokenStarts] = {}
-
-
-def token_starts(vocab: Any, vocab_size: int) -> TokenStarts:
-    """The (cached) TokenStarts of a llama.cpp vocabulary."""
-    address = int(vocab)
-    cached = _CACHE.get(address)
-    if cached is None or not cached.matches(vocab, vocab_size):
-        cached = _CACHE[address] = TokenStarts(vocab, vocab_size)
-    return cached
 
 
 def incomplete_tail(data: bytes) -> bytes:
