@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, Callable
 
 from inhouse.engine.backend import ModelInfo, ModelRunner
 from inhouse.engine.core import EngineCore
+from inhouse.engine.prompt import TemplateCounts
 from inhouse.engine.request import GenerationRequest, TokenEvent
 from inhouse.engine.scheduler import Scheduler
 from inhouse.engine.templates import CHATML, ChatTemplate
@@ -49,6 +50,7 @@ class AsyncEngine:
     ) -> None:
         self.runner = runner
         info = runner.info
+        self.template_counts: TemplateCounts = {}  # see engine.prompt.tokenize_prompt
         self.template = ChatTemplate(
             info.chat_template or CHATML,
             bos_token=info.bos_token,

@@ -23,7 +23,6 @@ tokens (those in each piece of template text are counted once per model and reme
 from __future__ import annotations
 
 import secrets
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -203,8 +202,17 @@ def _has_controls(runner: Tokenizer, text: str) -> bool:
     return _controls(runner, runner.tokenize(text, add_special=False, parse_special=True)) > 0
 
 
-def tokenize_prompt(runner: Tokenizer, prompt: ChatPrompt) -> list[int]:
-    """Token ids of `prompt`; control-token text from the caller stays plain text."""
+TemplateCounts = dict[tuple[str, bool], int]
+"""Control tokens in each piece of template text, for one runner: the pieces repeat from
+request to request ("<|im_end|>\n<|im_start|>user\n"), and tokenizing them again costs more
+than the whole check otherwise. Its owner (the model's AsyncEngine) keeps it."""
+
+
+def tokenize_prompt(
+    runner: Tokenizer, prompt: ChatPrompt, counts: TemplateCounts | None = None
+) -> list[int]:
+    """Token ids of `prompt`; control-token text from the caller stays plain text. `counts`
+    remembers, across calls with the same runner, what template text holds."""
     tokens = runner.tokenize(prompt.text, add_special=True, parse_special=True)
     if prompt.parts is None:
         if any(_has_controls(runner, s) for s in prompt.caller_strings):
@@ -221,7 +229,7 @@ def tokenize_prompt(runner: Tokenizer, prompt: ChatPrompt) -> list[int]:
             "model's control tokens; remove that text",
             param="messages",
         )
-    counts = _counts_of(runner)
+    counts = {} if counts is None else counts
     expected = _template_controls(runner, counts, "", add_special=True)
     for part in prompt.parts:
         if part.from_template:
@@ -231,26 +239,12 @@ def tokenize_prompt(runner: Tokenizer, prompt: ChatPrompt) -> list[int]:
     return _tokenize_parts(runner, prompt.parts)
 
 
-# control tokens in each piece of template text, per runner: the pieces repeat from request
-# to request ("<|im_end|>\n<|im_start|>user\n"), and tokenizing them again costs more than
-# the whole check otherwise
-_template_counts: dict[int, dict[tuple[str, bool], int]] = {}
 _MAX_CACHED = 4096
 _CACHED_CHARS = 512
 
 
-def _counts_of(runner: Tokenizer) -> dict[tuple[str, bool], int]:
-    """The runner's cache, dropped when the runner is (so a new runner never inherits it)."""
-    key = id(runner)
-    counts = _template_counts.get(key)
-    if counts is None:
-        counts = _template_counts[key] = {}
-        weakref.finalize(runner, _template_counts.pop, key, None)
-    return counts
-
-
 def _template_controls(
-    runner: Tokenizer, counts: dict[tuple[str, bool], int], text: str, *, add_special: bool
+    runner: Tokenizer, counts: TemplateCounts, text: str, *, add_special: bool
 ) -> int:
     key = (text, add_special)
     count = counts.get(key)

@@ -153,7 +153,7 @@ class Serving:
         control tokens (runs in a worker thread)."""
         prompt = render_prompt(engine.template, messages, tools=tools)
         try:
-            tokens = tokenize_prompt(engine.runner, prompt)
+            tokens = tokenize_prompt(engine.runner, prompt, engine.template_counts)
         except UnicodeEncodeError as exc:  # a lone surrogate from a JSON \ud800 escape
             raise InvalidRequest("the request contains text that is not valid UTF-8") from exc
         if not tokens:
