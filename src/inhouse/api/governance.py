@@ -174,9 +174,21 @@ class Settlement:
     usage: dict[str, Any]  # the usage row (ledger.usage.usage_row)
     actor: str
     ip: str | None
-    detail: dict[str, Any]  # the api.request audit entry's detail
     prompt_text: str = ""
     response_text: str = ""
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        """The api.request audit entry's detail: the usage row's facts of the request."""
+        u = self.usage
+        return {
+            "request_id": u["request_id"],
+            "model": u["model"],
+            "status": u["status"],
+            "prompt_tokens": u["prompt_tokens"],
+            "completion_tokens": u["completion_tokens"],
+            "latency_ms": round(u["latency_ms"], 2),
+        }
 
     @property
     def tokens(self) -> int:
@@ -193,17 +205,6 @@ class Settlement:
 def token_bound(texts: list[str]) -> int:
     """At least as many tokens as the texts can make: none is shorter than one byte."""
     return sum(len(text.encode("utf-8", "surrogatepass")) + 2 for text in texts)
-
-
-def _request_detail(admission: Admission, outcome: Outcome) -> dict[str, Any]:
-    return {
-        "request_id": admission.request_id,
-        "model": admission.model,
-        "status": outcome.status,
-        "prompt_tokens": outcome.prompt_tokens,
-        "completion_tokens": outcome.completion_tokens,
-        "latency_ms": round(outcome.latency_ms, 2),
-    }
 
 
 @dataclass
@@ -242,7 +243,6 @@ class Admission:
             usage_row(self.principal, self.request_id, self.model, self.endpoint, outcome),
             self.principal.actor,
             self.ip,
-            _request_detail(self, outcome),
             self.prompt_text,
             "".join(self.response),
         )
