@@ -43,14 +43,14 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inhouse.api.app import create_app
+from inhouse.audit.check import verify
+from inhouse.audit.trail import AuditTrail, load_audit_key, open_trail
 from inhouse.auth.bootstrap import ensure_admin
 from inhouse.auth.directory import Directory
 from inhouse.auth.limits import LimitsUpdate
 from inhouse.config import load_settings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.scheduler import Scheduler
-from inhouse.ledger.audit import AuditTrail, load_audit_key, open_trail
-from inhouse.ledger.audit_check import verify
 from inhouse.models.resolver import SingleModel
 from inhouse.store.db import open_database
 from tests.fakes import FakeRunner

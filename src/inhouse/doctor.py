@@ -251,8 +251,8 @@ def _audit_checks(settings: Settings, db: Database | None) -> list[Check]:
         return [Check("audit", "chain", "warn", "not checked: the database did not open")]
     from sqlalchemy import func, select
 
-    from inhouse.ledger.audit import load_audit_key
-    from inhouse.ledger.audit_check import verify
+    from inhouse.audit.check import verify
+    from inhouse.audit.trail import load_audit_key
     from inhouse.store.tables import AuditEntry, AuditHead
 
     path = settings.audit_key_path()

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from inhouse.audit.trail import AuditTrail, load_audit_key
 from inhouse.cli.audit import audit_app
 from inhouse.cli.context import opened_store
 from inhouse.config import load_settings
-from inhouse.ledger.audit import AuditTrail, load_audit_key
 
 runner = CliRunner()
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from inhouse.ledger.audit import load_audit_key
-from inhouse.ledger.audit_check import verify
+from inhouse.audit.check import verify
+from inhouse.audit.trail import load_audit_key
 from inhouse.store.db import open_database
 from inhouse.store.tables import AuditEntry, User
 from tests.e2e.test_cli import start_server

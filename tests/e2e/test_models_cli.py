@@ -125,8 +125,8 @@ def test_pull_is_refused_while_air_gapped_and_says_how_to_allow_it(home: Path) -
 def test_model_store_changes_are_in_the_audit_trail(home: Path, tmp_path: Path) -> None:
     from sqlalchemy import select
 
-    from inhouse.ledger.audit import load_audit_key
-    from inhouse.ledger.audit_check import verify
+    from inhouse.audit.check import verify
+    from inhouse.audit.trail import load_audit_key
     from inhouse.store.db import open_database
     from inhouse.store.tables import AuditEntry
 

@@ -263,9 +263,9 @@ def test_failed_sign_ins_are_throttled_per_user_and_per_address(tmp_path: Path) 
 
 
 def test_a_password_changed_during_the_check_does_not_sign_in(db_url: str) -> None:
+    from inhouse.audit.trail import AuditTrail
     from inhouse.auth.directory import Directory
     from inhouse.auth.sessions import check_password, still_valid
-    from inhouse.ledger.audit import AuditTrail
     from inhouse.store.db import open_database
 
     db = open_database(db_url)

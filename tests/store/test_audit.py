@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
+from inhouse.audit import trail as audit_module
+from inhouse.audit.check import Verification, export, verify
+from inhouse.audit.trail import AuditTrail, entry_hash, load_audit_key
 from inhouse.errors import InhouseError, InvalidRequest
-from inhouse.ledger import audit as audit_module
-from inhouse.ledger.audit import AuditTrail, entry_hash, load_audit_key
-from inhouse.ledger.audit_check import Verification, export, verify
 from inhouse.store.db import Database
 from inhouse.store.tables import AuditEntry, AuditHead, User
 

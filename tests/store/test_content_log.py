@@ -7,9 +7,9 @@ import time
 import pytest
 from sqlalchemy import select, update
 
+from inhouse.audit.content import ContentLog
 from inhouse.config import LedgerSettings
 from inhouse.errors import InvalidRequest
-from inhouse.ledger.content import ContentLog
 from inhouse.store.db import Database
 from inhouse.store.tables import ContentRecord
 

@@ -263,7 +263,7 @@ def test_an_idle_machine_still_costs_money(db: Database, prices: PriceTable) -> 
 def test_the_machine_costs_only_since_inhouse_went_into_service(
     db: Database, prices: PriceTable
 ) -> None:
-    from inhouse.ledger.audit import AuditTrail
+    from inhouse.audit.trail import AuditTrail
 
     trail = AuditTrail(b"k" * 32)
     trail.ensure_head(db)

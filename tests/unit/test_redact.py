@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from inhouse.audit.redact import Redactor, iban_ok, luhn_ok
 from inhouse.errors import InvalidRequest
-from inhouse.ledger.redact import Redactor, iban_ok, luhn_ok
 
 ALL = ["email", "phone", "card", "iban", "national_id"]
 

@@ -24,14 +24,14 @@ from inhouse.api.middleware import DrainGate, RequestBody
 from inhouse.api.ollama import routers as ollama_routers
 from inhouse.api.openai import chat, completions, embeddings, models
 from inhouse.api.openai.serving import Serving
+from inhouse.audit.content import ContentLog
+from inhouse.audit.trail import open_trail
 from inhouse.auth.policy import Permission
 from inhouse.auth.throttle import LoginThrottle
 from inhouse.config import Settings
 from inhouse.embeddings.service import EmbeddingService, GGUFEmbeddings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.pool import EngineBuilder, ModelPool, ModelSpec
-from inhouse.ledger.audit import open_trail
-from inhouse.ledger.content import ContentLog
 from inhouse.models.resolver import ModelResolver
 from inhouse.store.db import open_database
 from inhouse.store.private import private_dir

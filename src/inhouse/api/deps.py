@@ -16,7 +16,7 @@ from inhouse.store.db import Database
 
 if TYPE_CHECKING:
     from inhouse.api.governance import Governance
-    from inhouse.ledger.audit import AuditTrail
+    from inhouse.audit.trail import AuditTrail
 
 
 @dataclass

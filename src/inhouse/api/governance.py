@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from inhouse.api.guard import client_ip, principal_of
 from inhouse.api.openai.serving import Prepared
 from inhouse.api.watch import RequestWatch, Watches
+from inhouse.audit.content import ContentLog
+from inhouse.audit.trail import AuditEvent, AuditTrail
 from inhouse.auth.policy import Principal, require_model
 from inhouse.engine.request import TokenEvent
 from inhouse.ledger.admission import quota_book
-from inhouse.ledger.audit import AuditEvent, AuditTrail
-from inhouse.ledger.content import ContentLog
 from inhouse.ledger.usage import Outcome, usage_row, write_usage
 from inhouse.store.db import Database
 from inhouse.store.spill import Spill

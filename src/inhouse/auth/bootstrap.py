@@ -12,7 +12,7 @@ from inhouse.store.db import Database
 from inhouse.store.tables import ApiKey, User
 
 if TYPE_CHECKING:
-    from inhouse.ledger.audit import AuditTrail
+    from inhouse.audit.trail import AuditTrail
 
 ADMIN = "admin"
 BOOTSTRAP_KEY_NAME = "admin key (inhouse serve)"

@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from inhouse.audit.trail import AuditTrail
 from inhouse.auth.limits import LimitsUpdate
 from inhouse.auth.names import check_name
 from inhouse.auth.passwords import hash_password
 from inhouse.auth.policy import Role
 from inhouse.auth.tokens import new_api_key, new_public_id, token_hash
 from inhouse.errors import Conflict, InvalidRequest, NotFound
-from inhouse.ledger.audit import AuditTrail
 from inhouse.store.tables import ApiKey, Group, GroupCollection, Membership, User, WebSession
 
 

@@ -25,9 +25,9 @@ audit_app = typer.Typer(
 @audit_app.command("verify")
 def verify_command(config: ConfigOpt = None, home: HomeOpt = None) -> None:
     """Check every entry, checkpoint and the signed head; exit 1 naming the first bad entry."""
+    from inhouse.audit.check import verify
+    from inhouse.audit.trail import load_audit_key
     from inhouse.cli.context import opened_store
-    from inhouse.ledger.audit import load_audit_key
-    from inhouse.ledger.audit_check import verify
 
     with refusals():
         settings = settings_from(config, home)
@@ -62,8 +62,8 @@ def export_command(
     home: HomeOpt = None,
 ) -> None:
     """Write the audit entries since a time, in order, with their hashes; the export is audited."""
+    from inhouse.audit.check import check_format, export
     from inhouse.cli.context import audited_store, cli_actor
-    from inhouse.ledger.audit_check import check_format, export
     from inhouse.ledger.periods import parse_since
 
     with refusals():

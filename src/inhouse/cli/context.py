@@ -6,8 +6,8 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from inhouse.audit.trail import AuditTrail, open_trail
 from inhouse.config import Settings
-from inhouse.ledger.audit import AuditTrail, open_trail
 from inhouse.store.db import Database, open_database
 from inhouse.store.private import private_dir
 

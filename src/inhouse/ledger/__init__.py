@@ -1,1 +1,1 @@
-"""Usage metering, quotas, prices and savings, and the tamper-evident audit trail."""
+"""Usage metering, quotas, prices and savings."""

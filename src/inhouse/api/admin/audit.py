@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request, Response
 
 from inhouse.api.deps import app_state
 from inhouse.api.guard import client_ip, guard, principal_of
+from inhouse.audit.check import export, verify
 from inhouse.auth.policy import Permission
-from inhouse.ledger.audit_check import export, verify
 from inhouse.ledger.periods import parse_since
 
 router = APIRouter(prefix="/admin/audit", dependencies=[guard(Permission.AUDIT_READ)])

@@ -9,8 +9,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete
 from sqlalchemy.orm import Session
 
+from inhouse.audit.redact import Redactor
 from inhouse.config import LedgerSettings
-from inhouse.ledger.redact import Redactor
 from inhouse.store.tables import ContentRecord
 
 DAY = 86400.0

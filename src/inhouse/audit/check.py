@@ -14,8 +14,8 @@ from typing import Any, TextIO
 from sqlalchemy import Row, Text, cast, select
 from sqlalchemy.orm import Session
 
+from inhouse.audit.trail import ENTRIES, GENESIS, HEAD_ID, checkpoint_mac, entry_hash, head_mac
 from inhouse.errors import InvalidRequest
-from inhouse.ledger.audit import ENTRIES, GENESIS, HEAD_ID, checkpoint_mac, entry_hash, head_mac
 from inhouse.store.db import Database
 from inhouse.store.tables import AuditCheckpoint, AuditEntry, AuditHead
 
