@@ -229,18 +229,10 @@ def _open_database(settings: Settings) -> tuple[Check, Database | None]:
     except Exception as exc:
         return Check("storage", "database", "fail", f"{url}: {_message(exc)}"), None
     try:
-        revision = _revision(db)
+        revision = db.revision() or "none"
     except Exception as exc:
         return Check("storage", "database", "fail", f"{url}: {_message(exc)}"), db
     return Check("storage", "database", "ok", f"{db.dialect}, revision {revision}: {url}"), db
-
-
-def _revision(db: Database) -> str:
-    from alembic.runtime.migration import MigrationContext
-
-    with db.read() as session:
-        revision = MigrationContext.configure(session.connection()).get_current_revision()
-    return revision or "none"
 
 
 # audit
@@ -249,18 +241,12 @@ def _revision(db: Database) -> str:
 def _audit_checks(settings: Settings, db: Database | None) -> list[Check]:
     if db is None:
         return [Check("audit", "chain", "warn", "not checked: the database did not open")]
-    from sqlalchemy import func, select
-
-    from inhouse.audit.check import verify
+    from inhouse.audit.check import trail_is_empty, verify
     from inhouse.audit.trail import load_audit_key
-    from inhouse.store.tables import AuditEntry, AuditHead
 
     path = settings.audit_key_path()
     if not path.is_file():
-        with db.read() as session:
-            rows = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
-            rows += session.scalar(select(func.count()).select_from(AuditHead)) or 0
-        if rows:
+        if not trail_is_empty(db):
             detail = f"the key file {path} is missing: the trail's signatures cannot be checked"
             return [Check("audit", "chain", "fail", detail)]
         return [Check("audit", "chain", "ok", f"empty; its key {path} is made on first start")]
@@ -310,7 +296,7 @@ def _files_intact(record: ModelRecord) -> bool:
     if not record.path.is_file():
         return False
     # the built-in default lives in its package; an upgrade changes it and start re-registers it
-    if not record.builtin and record.path.stat().st_size != record.size:
+    if not record.builtin and record.path.stat().st_size != record.model.size:
         return False
     return all(adapter.path.is_file() for adapter in record.adapters)
 
@@ -321,26 +307,13 @@ def _files_intact(record: ModelRecord) -> bool:
 def _key_checks(db: Database | None) -> list[Check]:
     if db is None:
         return [Check("keys", "api keys", "warn", "not checked: the database did not open")]
-    from sqlalchemy import or_, select
-
-    from inhouse.auth.policy import Role
-    from inhouse.store.tables import ApiKey, User
+    from inhouse.auth.inventory import active_keys, enabled_admins
 
     now = time.time()
-    with db.read() as session:
-        keys = session.execute(
-            select(ApiKey.public_id, ApiKey.expires_at, ApiKey.user_id)
-            .join(User, User.id == ApiKey.user_id)
-            .where(ApiKey.revoked_at.is_(None), User.disabled.is_(False))
-            .where(or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
-        ).all()
-        admins = session.execute(
-            select(User.id, User.password_hash).where(
-                User.role == Role.ADMIN.value, User.disabled.is_(False)
-            )
-        ).all()
+    keys = active_keys(db, now)
+    admins = enabled_admins(db)
     keyed = {key.user_id for key in keys}
-    signable = [a for a in admins if a.password_hash or a.id in keyed]
+    signable = [a for a in admins if a.has_password or a.user_id in keyed]
     soon = sorted(
         k.public_id for k in keys if k.expires_at and k.expires_at <= now + EXPIRY_WARNING_S
     )

@@ -63,7 +63,8 @@ def test_legacy_logprobs(client: openai.OpenAI) -> None:
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
-    assert ids == ["smollm2"]
+    assert ids[0] == "smollm2"
+    assert set(ids[1:]) <= {"all-minilm-l6-v2"}  # the embedding model, where it is installed
     assert client.models.retrieve("smollm2").id == "smollm2"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-4")

@@ -15,7 +15,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from starlette.types import Message, Scope
 
-from inhouse.api.openai.results import EndingStream
+from inhouse.api.generation.pipeline import EndingStream
 from inhouse.api.watch import Ending
 from inhouse.engine.request import TokenEvent
 from tests.conftest import Served, fake_engine, health, serve_fake, wait_for

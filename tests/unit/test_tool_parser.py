@@ -1,5 +1,5 @@
-from inhouse.api.openai.schemas import ToolDef
-from inhouse.api.openai.tools import ToolCallParser, ToolPlan
+from inhouse.api.generation.requests import ToolDef
+from inhouse.api.generation.tools import ToolCallParser, ToolPlan
 
 PLAN = ToolPlan(
     (ToolDef.model_validate({"type": "function", "function": {"name": "f"}}),), forced=False

@@ -16,22 +16,24 @@ from inhouse import __version__
 from inhouse.api.admin import routers as admin_routers
 from inhouse.api.deps import AppState, app_state
 from inhouse.api.errors import install_error_handlers
-from inhouse.api.governance import Governance
+from inhouse.api.generation.pipeline import Pipeline
+from inhouse.api.generation.prepare import Preparer
 from inhouse.api.guard import guard
 from inhouse.api.housekeeping import housekeeping
 from inhouse.api.metrics import Metrics
 from inhouse.api.middleware import DrainGate, RequestBody
 from inhouse.api.ollama import routers as ollama_routers
 from inhouse.api.openai import chat, completions, embeddings, models
-from inhouse.api.openai.serving import Serving
 from inhouse.audit.content import ContentLog
 from inhouse.audit.trail import open_trail
+from inhouse.auth.credentials import Credentials
 from inhouse.auth.policy import Permission
 from inhouse.auth.throttle import LoginThrottle
 from inhouse.config import Settings
 from inhouse.embeddings.service import EmbeddingService, GGUFEmbeddings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.pool import EngineBuilder, ModelPool, ModelSpec
+from inhouse.governance.service import Governance
 from inhouse.models.resolver import ModelResolver
 from inhouse.store.db import open_database
 from inhouse.store.private import private_dir
@@ -99,20 +101,25 @@ def _app_state(
     db = open_database(settings.database_url())
     audit = open_trail(settings, db)
     auth = settings.auth
+    metrics = Metrics(pool)
+    governance = Governance(
+        db,
+        audit,
+        ContentLog(settings.ledger),
+        enabled=governed,
+        spill_path=settings.home / SPILL_FILE,
+    )
+    preparer = Preparer(pool, resolver, settings.engine)
     return AppState(
         settings=settings,
         pool=pool,
-        serving=Serving(pool, resolver, settings.engine),
-        metrics=Metrics(pool),
+        resolver=resolver,
+        pipeline=Pipeline(preparer, governance, metrics),
+        metrics=metrics,
         db=db,
         audit=audit,
-        governance=Governance(
-            db,
-            audit,
-            ContentLog(settings.ledger),
-            enabled=governed,
-            spill_path=settings.home / SPILL_FILE,
-        ),
+        governance=governance,
+        credentials=Credentials(db, audit),
         fingerprint="fp_" + hashlib.sha256(__version__.encode()).hexdigest()[:10],
         started_at=int(time.time()),
         login_throttle=LoginThrottle(
@@ -124,7 +131,7 @@ def _app_state(
 @asynccontextmanager
 async def _lifespan(state: AppState) -> AsyncIterator[None]:
     """Load the default model and start the chores; on shutdown stop them, then the store."""
-    await state.pool.engine(state.serving.resolver.default())
+    await state.pool.engine(state.resolver.default())
     state.pool.start()
     chores = asyncio.create_task(housekeeping(state))
     try:
@@ -155,14 +162,14 @@ def _add_routes(app: FastAPI) -> None:
 async def health(request: Request) -> JSONResponse:
     """Public liveness: 200 while every loaded engine runs and the server accepts work."""
     state = app_state(request)
-    loaded = state.pool.loaded
-    dead = [m.spec.name for m in loaded if not m.engine.alive]
+    stats = {m.spec.name: m.engine.stats() for m in state.pool.loaded}
+    dead = [name for name, s in stats.items() if not s.alive]
     ok = not dead and not state.draining
     body = {
         "status": "ok" if ok else ("draining" if state.draining else "engine_dead"),
-        "models": [m.spec.name for m in loaded],
-        "running": sum(m.engine.core.num_running for m in loaded),
-        "waiting": sum(m.engine.core.num_waiting for m in loaded),
+        "models": list(stats),
+        "running": sum(s.running for s in stats.values()),
+        "waiting": sum(s.waiting for s in stats.values()),
     }
     if dead:
         body["dead"] = dead

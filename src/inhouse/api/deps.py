@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from inhouse.api.generation.pipeline import Pipeline
 from inhouse.api.metrics import Metrics
-from inhouse.api.openai.serving import Serving
+from inhouse.audit.trail import AuditTrail
+from inhouse.auth.credentials import Credentials
 from inhouse.auth.throttle import LoginThrottle
 from inhouse.config import Settings
 from inhouse.engine.pool import ModelPool
+from inhouse.governance.service import Governance
+from inhouse.models.resolver import ModelResolver
 from inhouse.store.db import Database
-
-if TYPE_CHECKING:
-    from inhouse.api.governance import Governance
-    from inhouse.audit.trail import AuditTrail
 
 
 @dataclass
 class AppState:
     settings: Settings
     pool: ModelPool
-    serving: Serving
+    resolver: ModelResolver
+    pipeline: Pipeline
     metrics: Metrics
     db: Database
     audit: AuditTrail
     governance: Governance
+    credentials: Credentials
     fingerprint: str
     started_at: int
     login_throttle: LoginThrottle

@@ -38,12 +38,12 @@ class EngineCollector(Collector):
             "inhouse_engine_preemptions", "Sequences preempted for KV room", labels=model
         )
         for loaded in self.pool.loaded:
-            core, name = loaded.engine.core, [loaded.spec.name]
-            queue.add_metric(name, core.num_waiting)
-            running.add_metric(name, core.num_running)
-            alive.add_metric(name, int(core.alive))
-            steps.add_metric(name, core.steps)
-            preempted.add_metric(name, core.scheduler.num_preemptions)
+            stats, name = loaded.engine.stats(), [loaded.spec.name]
+            queue.add_metric(name, stats.waiting)
+            running.add_metric(name, stats.running)
+            alive.add_metric(name, int(stats.alive))
+            steps.add_metric(name, stats.steps)
+            preempted.add_metric(name, stats.preemptions)
         yield from (queue, running, alive, steps, preempted)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from starlette.requests import Request
 
-from inhouse.engine.client import Lease
+from inhouse.engine.protocol import Lease
 from inhouse.engine.request import TokenEvent
 
 T = TypeVar("T")

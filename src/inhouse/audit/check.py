@@ -196,6 +196,14 @@ def verify(db: Database, key: bytes, batch: int = BATCH) -> Verification:
     return Verification(True, walk.entries, walk.checkpoints, None, "")
 
 
+def trail_is_empty(db: Database) -> bool:
+    """Nothing was ever recorded: no entry and no head (so no key has signed anything)."""
+    with db.read() as session:
+        entry = session.scalar(select(AuditEntry.seq).limit(1))
+        head = session.scalar(select(AuditHead.id).limit(1))
+    return entry is None and head is None
+
+
 def check_format(fmt: str) -> None:
     """Refuse an export format other than jsonl and csv."""
     if fmt not in FORMATS:

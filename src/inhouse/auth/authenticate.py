@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from inhouse.auth.limits import LIMIT_FIELDS, SubjectLimits
@@ -135,3 +137,17 @@ def _principal(
 def local_operator() -> Principal:
     """Who calls when auth is off (loopback only): an admin without an account."""
     return Principal(user_id=None, user_name="local", role=Role.ADMIN, via="local")
+
+
+TOUCH_KEY = (
+    update(KEYS).where(KEYS.c.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
+)
+
+
+def mark_keys_used(session: Session, key_ids: Iterable[int]) -> None:
+    """Note that these keys were just used (their `last_used_at`), in the caller's transaction.
+    In id order, so that concurrent writers lock the rows in the same order."""
+    now = time.time()
+    rows = [{"key_id": key_id, "now": now} for key_id in sorted(key_ids)]
+    if rows:
+        session.connection().execute(TOUCH_KEY, rows)

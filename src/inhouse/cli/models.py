@@ -57,17 +57,18 @@ def _count(n: int) -> str:
 
 
 def _row(record: ModelRecord) -> list[str]:
-    quant = record.quantization
+    model = record.model
+    quant = model.quantization
     if record.kind == "adapter-set":
         quant += f" +{len(record.adapters)} LoRA"
     return [
         record.name,
         ",".join(record.aliases) or "-",
-        _size(record.size),
+        _size(model.size),
         quant,
-        str(record.context_length or "-"),
-        _count(record.parameters),
-        record.sha256[:12],
+        str(model.context_length or "-"),
+        _count(model.parameters),
+        model.sha256[:12],
     ]
 
 
@@ -86,10 +87,11 @@ def list_models(settings: Settings) -> None:
 
 
 def _summary(record: ModelRecord) -> str:
+    model = record.model
     return (
-        f"{record.name}: {record.architecture}, {_count(record.parameters)} parameters, "
-        f"{record.quantization}, context {record.context_length or '?'}, "
-        f"sha256 {record.sha256[:12]}"
+        f"{record.name}: {model.architecture}, {_count(model.parameters)} parameters, "
+        f"{model.quantization}, context {model.context_length or '?'}, "
+        f"sha256 {model.sha256[:12]}"
     )
 
 
@@ -104,7 +106,7 @@ def _audit(settings: Settings, action: str, target: str, **detail: object) -> No
 def import_model(settings: Settings, path: Path, name: str | None) -> None:
     with _refusals():
         record = _open(settings).import_file(path, name)
-    _audit(settings, "model.import", record.name, sha256=record.sha256, file=path.name)
+    _audit(settings, "model.import", record.name, sha256=record.model.sha256, file=path.name)
     typer.echo(f"imported {_summary(record)}")
 
 
@@ -150,29 +152,30 @@ def pull_model(settings: Settings, url: str, name: str | None) -> None:
     guard_from_settings(settings)  # only the allowed hosts are reachable, at the socket too
     with _refusals():
         record = pull(_open(settings), settings.models, url, name)
-    _audit(settings, "model.pull", record.name, sha256=record.sha256, url=url.split("?")[0])
+    _audit(settings, "model.pull", record.name, sha256=record.model.sha256, url=url.split("?")[0])
     typer.echo(f"pulled {_summary(record)}")
 
 
 def show_model(settings: Settings, name: str, template: bool) -> None:
     with _refusals():
         record = _open(settings).resolve(name)
+    model = record.model
     if template:
-        typer.echo(record.chat_template or "")
+        typer.echo(model.chat_template or "")
         return
     facts = {
         "name": record.name if record.name == name else f"{record.name} (via alias {name})",
         "kind": record.kind + (" (built-in)" if record.builtin else ""),
-        "architecture": record.architecture,
-        "title": record.display_name or "-",
-        "parameters": f"{record.parameters:,}",
-        "quantization": record.quantization,
-        "context length": str(record.context_length or "-"),
-        "license": record.license or "-",
-        "chat template": f"{len(record.chat_template)} characters" if record.chat_template else "-",
+        "architecture": model.architecture,
+        "title": model.display_name or "-",
+        "parameters": f"{model.parameters:,}",
+        "quantization": model.quantization,
+        "context length": str(model.context_length or "-"),
+        "license": model.license or "-",
+        "chat template": f"{len(model.chat_template)} characters" if model.chat_template else "-",
         "aliases": ", ".join(record.aliases) or "-",
-        "size": _size(record.size),
-        "sha256": record.sha256,
+        "size": _size(model.size),
+        "sha256": model.sha256,
         "file": str(record.path),
     }
     if record.kind == "adapter-set":

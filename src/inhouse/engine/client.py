@@ -1,4 +1,4 @@
-"""AsyncEngine: submit / stream / abort for asyncio callers; the engine runs on its own thread."""
+"""AsyncEngine: the EngineClient of one loaded model; the engine runs on its own thread."""
 
 from __future__ import annotations
 
@@ -6,39 +6,29 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
 
 from inhouse.engine.backend import ModelInfo, ModelRunner
 from inhouse.engine.core import EngineCore
-from inhouse.engine.prompt import TemplateCounts
+from inhouse.engine.prompt import TemplateCounts, render_prompt, tokenize_prompt
+from inhouse.engine.protocol import EngineStats, Lease, RenderedChat
 from inhouse.engine.request import GenerationRequest, TokenEvent
 from inhouse.engine.scheduler import Scheduler
-from inhouse.engine.templates import CHATML, ChatTemplate
-from inhouse.errors import EngineDead, Overloaded
+from inhouse.engine.templates import CHATML, ChatTemplate, Message
+from inhouse.errors import EngineDead, InvalidRequest, Overloaded
 
 log = logging.getLogger(__name__)
 
 
-class Lease:
-    """Room for `n` requests reserved in one engine, from a request's preparation to its end.
-
-    While any lease is held the engine counts as busy, so its pool never unloads it.
-    `release` is idempotent: however the request ends, the room is given back once."""
-
-    def __init__(self, engine: AsyncEngine, n: int, give_back: Callable[[int], None]) -> None:
-        self.engine = engine
-        self.n = n
-        self._give_back = give_back
-        self.released = False
-
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self._give_back(self.n)
+NOT_UTF8 = "the request contains text that is not valid UTF-8"
 
 
 class AsyncEngine:
-    """Streams each request's TokenEvents; refuses work beyond `max_pending` with Overloaded."""
+    """Streams each request's TokenEvents; refuses work beyond `max_pending` with Overloaded.
+
+    It is the `EngineClient` (engine/protocol.py) of one model; the pool also uses its
+    lifecycle (start, stop, close, wait_idle)."""
 
     def __init__(
         self,
@@ -75,6 +65,10 @@ class AsyncEngine:
     @property
     def alive(self) -> bool:
         return self.core.alive
+
+    @property
+    def knows_tools(self) -> bool:
+        return self.template.knows_tools
 
     @property
     def num_pending(self) -> int:
@@ -116,6 +110,43 @@ class AsyncEngine:
             self.idle_since = time.monotonic()
             self._idle.set()
 
+    def stats(self) -> EngineStats:
+        core = self.core
+        return EngineStats(
+            alive=core.alive,
+            running=core.num_running,
+            waiting=core.num_waiting,
+            leased=self._reserved,
+            capacity=self.max_pending,
+            steps=core.steps,
+            preemptions=core.scheduler.num_preemptions,
+        )
+
+    async def tokenize(self, text: str) -> list[int]:
+        return await asyncio.to_thread(self._tokenize, text)
+
+    def _tokenize(self, text: str) -> list[int]:
+        try:
+            return self.runner.tokenize(text, add_special=True, parse_special=True)
+        except UnicodeEncodeError as exc:  # a lone surrogate from a JSON \ud800 escape
+            raise InvalidRequest(NOT_UTF8) from exc
+
+    async def render_chat(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None
+    ) -> RenderedChat:
+        # a long conversation takes a while to render and tokenize: never on the event loop
+        return await asyncio.to_thread(self._render_chat, messages, tools)
+
+    def _render_chat(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None
+    ) -> RenderedChat:
+        prompt = render_prompt(self.template, messages, tools=tools)
+        try:
+            tokens = tokenize_prompt(self.runner, prompt, self.template_counts)
+        except UnicodeEncodeError as exc:  # a lone surrogate from a JSON \ud800 escape
+            raise InvalidRequest(NOT_UTF8) from exc
+        return RenderedChat(prompt.text, tokens)
+
     async def wait_idle(self) -> None:
         """Return once no lease is held (at once when none is)."""
         await self._idle.wait()
@@ -141,9 +172,12 @@ class AsyncEngine:
         finally:
             del self._queues[request.request_id]
             if not finished:
-                self.core.abort(request.request_id)
+                self.abort(request.request_id)
             if own is not None:
                 own.release()
+
+    def abort(self, request_id: str) -> None:
+        self.core.abort(request_id)
 
     def _from_engine_thread(self, events: list[TokenEvent]) -> None:
         assert self._loop is not None

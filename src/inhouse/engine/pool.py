@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inhouse.engine.client import AsyncEngine, Lease
+from inhouse.engine.client import AsyncEngine
+from inhouse.engine.protocol import Lease
 
 log = logging.getLogger(__name__)
 
@@ -106,17 +107,20 @@ class ModelPool:
         engine = await asyncio.to_thread(self._build, spec)
         engine.start()
         loaded = Loaded(spec, engine, load_seconds=time.perf_counter() - began)
-        self._loaded[spec.name] = loaded
         log.info("loaded %s in %.2f s", spec.name, loaded.load_seconds)
-        await self._fit_budget(keep=spec.name)
+        # the others make room before it joins the pool: while they drain, an engine nobody
+        # holds yet must not look idle to the reaper
+        await self._fit_budget(extra=loaded.memory_bytes)
+        loaded.last_used = time.monotonic()
+        self._loaded[spec.name] = loaded
         return loaded
 
-    async def _fit_budget(self, keep: str) -> None:
-        """Unload least recently used idle models until the loaded ones fit the budget."""
-        while self.used_bytes > self.budget_bytes:
-            idle = [m for m in self._loaded.values() if m.spec.name != keep and not m.busy]
+    async def _fit_budget(self, extra: int) -> None:
+        """Unload least recently used idle models until they and `extra` bytes fit the budget."""
+        while self.used_bytes + extra > self.budget_bytes:
+            idle = [m for m in self._loaded.values() if not m.busy]
             if not idle:
-                if len(self._loaded) > 1:
+                if self._loaded:
                     log.warning("memory budget exceeded: every other model is busy")
                 return
             victim = min(idle, key=lambda m: m.last_used)

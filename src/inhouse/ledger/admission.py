@@ -27,6 +27,10 @@ Counter = tuple[str, int, str]  # (scope, subject id, window)
 
 
 class QuotaBook(Protocol):
+    def in_memory(self, limits: tuple[SubjectLimits, ...]) -> bool:
+        """Whether `reserve` for these limits answers from memory, touching no database
+        (the caller may then skip the hop to a worker thread)."""
+
     def reserve(self, limits: tuple[SubjectLimits, ...], tokens: int) -> str | None:
         """Hold the request's worst case on every limit, or raise QuotaExceeded."""
 
@@ -47,6 +51,9 @@ class DatabaseBook:
         self.db = db
         self.flush = flush
         self._known: set[Counter] = set()
+
+    def in_memory(self, limits: tuple[SubjectLimits, ...]) -> bool:
+        return not limits
 
     def reserve(self, limits: tuple[SubjectLimits, ...], tokens: int) -> str | None:
         if not limits:
@@ -79,6 +86,13 @@ class MemoryBook:
         self._totals: dict[Counter, list[int]] = {}  # counter -> [used, reserved]
         self._ends: dict[Counter, float] = {}
         self._held: dict[str, tuple[tuple[Counter, ...], int]] = {}
+
+    def in_memory(self, limits: tuple[SubjectLimits, ...]) -> bool:
+        """True once every counter of `limits` is seeded (a new one reads the ledger)."""
+        if not limits:
+            return True
+        counters = [c.counter for c in claims_for(limits, 1, time.time())]
+        return all(counter in self._totals for counter in counters)
 
     def reserve(self, limits: tuple[SubjectLimits, ...], tokens: int) -> str | None:
         if not limits:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from inhouse.embeddings.names import is_embedding_model
 from inhouse.engine.pool import ModelSpec
-from inhouse.errors import ModelNotFound
+from inhouse.errors import InvalidRequest, ModelNotFound
 from inhouse.models.manifest import MANIFEST
 from inhouse.models.store import ModelStore
 
@@ -25,6 +26,18 @@ class ModelResolver(Protocol):
         ...
 
 
+def refuse_embedding_model(name: str) -> None:
+    """InvalidRequest if `name`, which no generative model answers to, is the embedding model."""
+    if is_embedding_model(name):
+        raise InvalidRequest(
+            f"'{name}' is an embedding model: it turns text into vectors and does not generate "
+            "text. Use it with /v1/embeddings or /api/embed, and a chat model for chat and "
+            "completions (GET /v1/models lists both).",
+            param="model",
+            code="embedding_model",
+        )
+
+
 class SingleModel:
     """One model under one name: `inhouse serve --model file.gguf`, and tests."""
 
@@ -33,6 +46,7 @@ class SingleModel:
 
     def resolve(self, name: str) -> ModelSpec:
         if name != self.spec.name:
+            refuse_embedding_model(name)
             raise ModelNotFound(
                 f"The model '{name}' does not exist; this server has '{self.spec.name}'.",
                 param="model",
@@ -66,7 +80,11 @@ class StoreResolver:
             self._specs, self._version = {}, version
         spec = self._specs.get(name)
         if spec is None:
-            record = self.store.resolve(name)
+            try:
+                record = self.store.resolve(name)
+            except ModelNotFound:
+                refuse_embedding_model(name)
+                raise
             spec = ModelSpec(
                 name=record.name,
                 path=record.path,

@@ -11,7 +11,7 @@ import builtins
 import math
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -45,28 +45,24 @@ class AdapterRef(NamedTuple):
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """A servable name: a GGUF model, or (adapter-set) its base model's GGUF plus LoRA adapters.
+    """A servable name: a stored GGUF model, or (adapter-set) its base model plus LoRA adapters.
 
-    `path`, `sha256`, `size` and the model facts describe the GGUF to load; for an adapter set
-    that is its base model's file, and `adapters` are applied on top in order.
+    `model` is the manifest's record of the GGUF to load and `path` where that file lies; for
+    an adapter set both are its base model's, and `adapters` are applied on top in order.
     """
 
     name: str
     kind: Literal["model", "adapter-set"]
     path: Path
-    sha256: str
-    size: int
-    architecture: str
-    display_name: str | None
-    parameters: int
-    quantization: str
-    context_length: int | None
-    chat_template: str | None
-    license: str | None
+    model: StoredModel
     base: str | None = None
     adapters: tuple[AdapterRef, ...] = ()
-    builtin: bool = False
     aliases: tuple[str, ...] = ()
+
+    @property
+    def builtin(self) -> bool:
+        """The packaged default model itself (an adapter set on it is not)."""
+        return self.kind == "model" and self.model.builtin
 
 
 class ModelStore:
@@ -130,7 +126,7 @@ class ModelStore:
                 manifest = read_manifest(self.root)
                 self._check_free(manifest, name)
                 current = manifest.models.get(base_record.name)
-                if current is None or current.sha256 != base_record.sha256:
+                if current is None or current.sha256 != base_record.model.sha256:
                     raise InvalidRequest(f"{base!r} changed while the adapters were checked")
                 manifest.adapter_sets[name] = StoredAdapterSet(
                     base_record.name,
@@ -297,30 +293,13 @@ class ModelStore:
         aliases = tuple(manifest.aliases_of(name))
         adapter_set = manifest.adapter_sets.get(name)
         model = manifest.models[adapter_set.base if adapter_set else name]
-        record = ModelRecord(
-            name=name,
-            kind="model",
-            path=self._path(model.file),
-            sha256=model.sha256,
-            size=model.size,
-            architecture=model.architecture,
-            display_name=model.display_name,
-            parameters=model.parameters,
-            quantization=model.quantization,
-            context_length=model.context_length,
-            chat_template=model.chat_template,
-            license=model.license,
-            builtin=model.builtin,
-            aliases=aliases,
-        )
+        path = self._path(model.file)
         if adapter_set is None:
-            return record
+            return ModelRecord(name, "model", path, model, aliases=aliases)
         adapters = tuple(
             AdapterRef(self._path(a.file), a.sha256, a.scale) for a in adapter_set.adapters
         )
-        return replace(
-            record, kind="adapter-set", base=adapter_set.base, adapters=adapters, builtin=False
-        )
+        return ModelRecord(name, "adapter-set", path, model, adapter_set.base, adapters, aliases)
 
 
 def _stored_model(file: str, sha256: str, info: GGUFInfo, *, builtin: bool = False) -> StoredModel:

@@ -107,6 +107,13 @@ class Database:
 
         upgrade(self.engine)
 
+    def revision(self) -> str | None:
+        """The migration the schema is at; None when no migration has run."""
+        from inhouse.store.migrate import current_revision
+
+        with self.read() as session:
+            return current_revision(session.connection())
+
     def close(self) -> None:
         self.engine.dispose()
 

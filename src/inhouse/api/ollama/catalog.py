@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from inhouse.embeddings.minilm import ModelCard
 from inhouse.engine.pool import ModelSpec
 from inhouse.errors import InvalidModelFile
 from inhouse.models.inspect import inspect_file
@@ -32,11 +33,14 @@ class Facts:
     template: str | None = None
     license: str | None = None
     base: str | None = None  # an adapter set's base model
+    format: str = "gguf"
+    capabilities: tuple[str, ...] = ("completion",)
+    embedding_length: int | None = None
 
     def details(self) -> dict[str, Any]:
         return {
             "parent_model": self.base or "",
-            "format": "gguf",
+            "format": self.format,
             "family": self.family,
             "families": [self.family] if self.family else None,
             "parameter_size": parameter_size(self.parameters),
@@ -61,6 +65,8 @@ class Facts:
             info["general.architecture"] = self.family
             if self.context_length is not None:
                 info[f"{self.family}.context_length"] = self.context_length
+            if self.embedding_length is not None:
+                info[f"{self.family}.embedding_length"] = self.embedding_length
         return info
 
 
@@ -93,22 +99,41 @@ def facts_of(resolver: ModelResolver, name: str) -> Facts:
     return replace(_from_file(served, spec), name=name)
 
 
+def embedding_facts(card: ModelCard, name: str | None = None) -> Facts:
+    """The sentence-embedding model, as Ollama describes its embedding models."""
+    return Facts(
+        name=name or card.name,
+        size=card.size,
+        digest=card.sha256,
+        modified_at=_timestamp(card.modified),
+        family=card.family,
+        parameters=card.parameters,
+        quantization=card.quantization,
+        context_length=card.context_length,
+        license=card.license,
+        format=card.format,
+        capabilities=("embedding",),
+        embedding_length=card.dimensions,
+    )
+
+
 def _from_record(record: ModelRecord) -> Facts:
-    digest = record.sha256
+    model = record.model
+    digest = model.sha256
     if record.adapters:  # the base's bytes plus adapters: a digest of its own
-        parts = [record.sha256, *(f"{a.sha256}:{a.scale}" for a in record.adapters)]
+        parts = [model.sha256, *(f"{a.sha256}:{a.scale}" for a in record.adapters)]
         digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
     return Facts(
         name=record.name,
-        size=record.size,
+        size=model.size,
         digest=digest,
         modified_at=_modified(record.path),
-        family=record.architecture,
-        parameters=record.parameters,
-        quantization=record.quantization,
-        context_length=record.context_length,
-        template=record.chat_template,
-        license=record.license,
+        family=model.architecture,
+        parameters=model.parameters,
+        quantization=model.quantization,
+        context_length=model.context_length,
+        template=model.chat_template,
+        license=model.license,
         base=record.base,
     )
 
@@ -138,4 +163,8 @@ def _modified(path: Path) -> str:
         stamp = path.stat().st_mtime
     except OSError:
         stamp = 0.0
+    return _timestamp(stamp)
+
+
+def _timestamp(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")

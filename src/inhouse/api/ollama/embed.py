@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from inhouse.api.deps import app_state
-from inhouse.api.guard import guard
-from inhouse.api.openai.embeddings import check_dimensions, embed_metered, input_texts
+from inhouse.api.embedding import check_dimensions, embed_metered, input_texts
+from inhouse.api.guard import guard, principal_of
 from inhouse.auth.policy import Permission
 from inhouse.embeddings.service import MODEL_NAME, EmbeddingService
 from inhouse.errors import InvalidRequest, ModelNotFound
@@ -67,7 +67,7 @@ def _service(request: Request, model: str) -> EmbeddingService:
         raise InvalidRequest("model is required", param="model")
     service: EmbeddingService = request.app.state.embeddings
     name = model.lower().removesuffix(":latest")
-    app_state(request).governance.check_model(request, name)
+    app_state(request).governance.check_model(principal_of(request), name)
     try:
         service.resolve_model(MODEL_NAME if name in OLLAMA_NAMES else name)
     except ModelNotFound:

@@ -1,4 +1,4 @@
-"""POST /api/chat and /api/generate: Ollama's generation API on the OpenAI serving code."""
+"""POST /api/chat and /api/generate: Ollama's generation API on the one generation pipeline."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from inhouse.api.deps import AppState, app_state
-from inhouse.api.guard import guard
-from inhouse.api.openai.results import admit
-from inhouse.api.openai.schemas import ChatCompletionRequest, CompletionRequest
+from inhouse.api.generation.requests import ChatCompletionRequest, CompletionRequest
+from inhouse.api.guard import caller_of, guard
 from inhouse.auth.policy import Permission
 from inhouse.engine.pool import ModelSpec
 
@@ -25,7 +24,6 @@ from .translate import (
     format_grammar,
     generate_body,
     keep_alive_seconds,
-    with_grammar,
 )
 
 router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
@@ -38,8 +36,8 @@ async def chat(
     """A chat turn; no messages only loads the model (or unloads it with keep_alive 0)."""
     state = app_state(request)
     check_common(body)
-    name, spec = resolve(state.serving.resolver, body.model)
-    state.governance.check_model(request, name)
+    name, spec = resolve(state.resolver, body.model)
+    state.pipeline.check_model(caller_of(request), name)
     if not body.messages:
         return await _load_or_unload(state, body, spec, chat_piece)
     openai_body = chat_body(body, name)
@@ -53,8 +51,8 @@ async def generate(
     """A completion of `prompt`; an empty prompt only loads (or unloads) the model."""
     state = app_state(request)
     check_common(body)
-    name, spec = resolve(state.serving.resolver, body.model)
-    state.governance.check_model(request, name)
+    name, spec = resolve(state.resolver, body.model)
+    state.pipeline.check_model(caller_of(request), name)
     if not body.prompt:
         return await _load_or_unload(state, body, spec, generate_piece)
     openai_body = generate_body(body, name)
@@ -73,25 +71,18 @@ async def _generate(
     grammar = format_grammar(req.format)
     keep_alive = keep_alive_seconds(req.keep_alive)
     timing = Timing()
+    caller = caller_of(request)
     if isinstance(body, ChatCompletionRequest):
-        prepared = await state.serving.prepare_chat(body)
+        generation = await state.pipeline.chat(caller, endpoint, body, grammar)
     else:
-        prepared = await state.serving.prepare_completion(body)
+        generation = await state.pipeline.completion(caller, endpoint, body, grammar)
     timing.ready = time.perf_counter()
 
     async def unload() -> None:
         await state.pool.unload_when_idle(spec.name)
 
-    prepared = with_grammar(prepared, grammar)
-    end = await admit(request, endpoint, body.model, prepared)
-    answer = Answer(
-        prepared,
-        req.model,
-        piece,
-        timing,
-        end,
-        after=unload if keep_alive == 0 else None,
-    )
+    after = unload if keep_alive == 0 else None
+    answer = Answer(generation, req.model, piece, timing, after)
     return await respond(request, answer, req.streams)
 
 

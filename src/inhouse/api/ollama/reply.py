@@ -12,15 +12,9 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from inhouse.api.openai.results import (
-    EndingStream,
-    client_gone,
-    collect_ended,
-    finish_reason,
-    tracked,
-)
-from inhouse.api.openai.serving import ChoiceEvent, Prepared
-from inhouse.api.watch import Ending
+from inhouse.api.generation.pipeline import Generation, client_gone
+from inhouse.api.generation.prepare import ChoiceEvent
+from inhouse.api.generation.results import finish_reason
 from inhouse.errors import InhouseError
 
 Piece = Callable[[str], dict[str, Any]]  # text -> the fields that carry it (message / response)
@@ -75,18 +69,17 @@ class Timing:
 class Answer:
     """One generation to answer in Ollama's shape, and what to do once it is done."""
 
-    prepared: Prepared
+    generation: Generation
     model: str
     piece: Piece
     timing: Timing
-    tracker: Ending
     after: AfterDone | None = None
 
     def chunk(self, text: str) -> dict[str, Any]:
         return {"model": self.model, "created_at": created_at(), **self.piece(text), "done": False}
 
     def final(self, text: str, reason: str, eval_count: int) -> dict[str, Any]:
-        stats = self.timing.stats(self.prepared.prompt_tokens, eval_count)
+        stats = self.timing.stats(self.generation.prepared.prompt_tokens, eval_count)
         head = {"model": self.model, "created_at": created_at(), **self.piece(text)}
         return {**head, "done": True, "done_reason": reason, **stats}
 
@@ -95,8 +88,8 @@ async def respond(request: Request, answer: Answer, stream: bool) -> Response:
     """NDJSON chunks then a final one with counters when `stream`; else the final one alone.
     A client that goes away aborts the generation, streaming or not."""
     if stream:
-        return EndingStream(_chunks(answer), answer.tracker, "application/x-ndjson")
-    result = await collect_ended(request, _timed(answer), answer.prepared, answer.tracker)
+        return answer.generation.stream(_chunks(answer), "application/x-ndjson")
+    result = await answer.generation.collect(request, _timed(answer))
     if answer.after is not None:
         await answer.after()
     if result is None:
@@ -126,13 +119,13 @@ async def _chunks(answer: Answer) -> AsyncGenerator[bytes, None]:
         status = 500
         raise
     finally:
-        answer.tracker.done(status)
+        answer.generation.ending.done(status)
     if answer.after is not None:
         await answer.after()
 
 
 async def _timed(answer: Answer) -> AsyncIterator[ChoiceEvent]:
     """The generation's events, noting when the first one came."""
-    async for item in tracked(answer.prepared, answer.tracker):
+    async for item in answer.generation.events():
         answer.timing.first = answer.timing.first or time.perf_counter()
         yield item

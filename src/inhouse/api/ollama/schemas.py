@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from inhouse.api.openai.schemas import SchemaDict
+from inhouse.api.generation.requests import SchemaDict
 
 # the bounds of the OpenAI schemas, so that a valid option is a valid sampling field
 Temperature = Annotated[float, Field(strict=True, ge=0.0, le=2.0, allow_inf_nan=False)]

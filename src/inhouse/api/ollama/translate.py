@@ -1,16 +1,15 @@
-"""Ollama requests -> the OpenAI requests that Serving prepares: options, format, keep_alive."""
+"""Ollama requests -> the generation pipeline's requests: options, format, keep_alive."""
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from inhouse.api.openai.schemas import ChatCompletionRequest, CompletionRequest
-from inhouse.api.openai.serving import Prepared
+from inhouse.api.generation.requests import ChatCompletionRequest, CompletionRequest
 from inhouse.engine.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar
 from inhouse.errors import InvalidRequest
 
@@ -124,17 +123,6 @@ def format_grammar(value: str | dict[str, Any] | None) -> str | None:
     if isinstance(value, dict):
         return schema_to_grammar(value)
     raise InvalidRequest('invalid format: expected "json" or a JSON schema', param="format")
-
-
-def with_grammar(prepared: Prepared, grammar: str | None) -> Prepared:
-    """`prepared` with every choice sampled under `grammar` (unchanged when None)."""
-    if grammar is None:
-        return prepared
-    choices = [
-        replace(choice, params=replace(choice.params, grammar=grammar))
-        for choice in prepared.choices
-    ]
-    return replace(prepared, choices=choices)
 
 
 def keep_alive_seconds(value: Any) -> float | None:

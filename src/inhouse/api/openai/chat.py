@@ -9,26 +9,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from inhouse.api.deps import app_state
-from inhouse.api.guard import guard
-from inhouse.api.watch import RequestWatch
+from inhouse.api.generation.pipeline import Generation, client_gone
+from inhouse.api.generation.requests import ChatCompletionRequest
+from inhouse.api.generation.results import UsageCounter, finish_reason
+from inhouse.api.generation.tools import ParsedCall, ToolCallParser, ToolPlan
+from inhouse.api.guard import caller_of, guard
 from inhouse.auth.policy import Permission
 
-from .results import (
-    EndingStream,
-    UsageCounter,
-    admit,
-    chat_logprobs,
-    client_gone,
-    collect_tracked,
-    finish_reason,
-    guarded_sse,
-    response_meta,
-    sse,
-    tracked,
-)
-from .schemas import ChatCompletionRequest
-from .serving import Prepared
-from .tools import ParsedCall, ToolCallParser, ToolPlan
+from .wire import chat_logprobs, guarded_sse, response_meta, sse
 
 router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
 
@@ -36,19 +24,18 @@ router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
     state = app_state(request)
-    state.governance.check_model(request, body.model)
-    prepared = await state.serving.prepare_chat(body)
-    end = await admit(request, "chat", body.model, prepared)
+    generation = await state.pipeline.chat(caller_of(request), "chat", body)
     meta = response_meta("chatcmpl", body.model, state.fingerprint)
     if body.stream:
-        chunks = _stream(prepared, end, meta, body.include_usage())
-        return EndingStream(guarded_sse(chunks, end), end, "text/event-stream")
-    result = await collect_tracked(request, prepared, end)
+        chunks = _stream(generation, meta, body.include_usage())
+        return generation.stream(guarded_sse(chunks, generation.ending), "text/event-stream")
+    result = await generation.collect(request)
     if result is None:
         return client_gone()
+    tools = generation.prepared.tools
     choices = []
     for i, c in enumerate(result.choices):
-        message = _message("".join(c.text), prepared.tools)
+        message = _message("".join(c.text), tools)
         choices.append(
             {
                 "index": i,
@@ -75,10 +62,7 @@ def _message(text: str, plan: ToolPlan) -> dict[str, Any]:
 
 
 async def _stream(
-    prepared: Prepared,
-    tracker: RequestWatch,
-    meta: dict[str, Any],
-    include_usage: bool,
+    generation: Generation, meta: dict[str, Any], include_usage: bool
 ) -> AsyncIterator[bytes]:
     base = {**meta, "object": "chat.completion.chunk"}
     if include_usage:
@@ -94,11 +78,12 @@ async def _stream(
             chunk(index, {"tool_calls": [call.wire(first + k)]}) for k, call in enumerate(calls)
         ]
 
+    prepared = generation.prepared
     counter = UsageCounter(prepared, len(prepared.choices) // len(prepared.prompt_texts))
     parsers = [ToolCallParser(prepared.tools) for _ in prepared.choices]
     for i in range(len(prepared.choices)):
         yield chunk(i, {"role": "assistant", "content": ""})
-    async for item in tracked(prepared, tracker):
+    async for item in generation.events():
         event, parser = item.event, parsers[item.index]
         counter.add(item)
         reason = finish_reason(event)

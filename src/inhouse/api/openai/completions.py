@@ -9,25 +9,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from inhouse.api.deps import app_state
-from inhouse.api.guard import guard
-from inhouse.api.watch import RequestWatch
+from inhouse.api.generation.pipeline import Generation, client_gone
+from inhouse.api.generation.prepare import Prepared
+from inhouse.api.generation.requests import CompletionRequest
+from inhouse.api.generation.results import UsageCounter, finish_reason
+from inhouse.api.guard import caller_of, guard
 from inhouse.auth.policy import Permission
 
-from .results import (
-    EndingStream,
-    UsageCounter,
-    admit,
-    client_gone,
-    collect_tracked,
-    completion_logprobs,
-    finish_reason,
-    guarded_sse,
-    response_meta,
-    sse,
-    tracked,
-)
-from .schemas import CompletionRequest
-from .serving import Prepared
+from .wire import completion_logprobs, guarded_sse, response_meta, sse
 
 router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
 
@@ -35,14 +24,13 @@ router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
 @router.post("/v1/completions", response_model=None)
 async def create_completion(body: CompletionRequest, request: Request) -> Response:
     state = app_state(request)
-    state.governance.check_model(request, body.model)
-    prepared = await state.serving.prepare_completion(body)
-    end = await admit(request, "completions", body.model, prepared)
+    generation = await state.pipeline.completion(caller_of(request), "completions", body)
+    prepared = generation.prepared
     meta = {**response_meta("cmpl", body.model, state.fingerprint), "object": "text_completion"}
     if body.stream:
-        chunks = _stream(prepared, end, meta, body)
-        return EndingStream(guarded_sse(chunks, end), end, "text/event-stream")
-    result = await collect_tracked(request, prepared, end)
+        chunks = _stream(generation, meta, body)
+        return generation.stream(guarded_sse(chunks, generation.ending), "text/event-stream")
+    result = await generation.collect(request)
     if result is None:
         return client_gone()
     choices = []
@@ -66,11 +54,9 @@ def _prompt_of(prepared: Prepared, body: CompletionRequest, index: int) -> str:
 
 
 async def _stream(
-    prepared: Prepared,
-    tracker: RequestWatch,
-    meta: dict[str, Any],
-    body: CompletionRequest,
+    generation: Generation, meta: dict[str, Any], body: CompletionRequest
 ) -> AsyncIterator[bytes]:
+    prepared = generation.prepared
     include_usage = body.include_usage()
     base = {**meta, "usage": None} if include_usage else meta
     offsets = [0] * len(prepared.choices)
@@ -83,7 +69,7 @@ async def _stream(
     if body.echo:
         for i in range(len(prepared.choices)):
             yield chunk(i, _prompt_of(prepared, body, i))
-    async for item in tracked(prepared, tracker):
+    async for item in generation.events():
         event = item.event
         counter.add(item)
         reason = finish_reason(event)

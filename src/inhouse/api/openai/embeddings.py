@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio.to_thread
@@ -24,13 +23,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from inhouse.api.deps import app_state
-from inhouse.api.governance import token_bound
-from inhouse.api.guard import guard
+from inhouse.api.embedding import check_dimensions, embed_metered, input_texts
+from inhouse.api.guard import guard, principal_of
 from inhouse.auth.policy import Permission
 from inhouse.embeddings.service import Embedded, EmbeddingService, GGUFEmbeddings
-from inhouse.errors import InhouseError, InvalidRequest, ModelNotFound
-
-MAX_INPUTS = 2048
+from inhouse.errors import ModelNotFound
 
 router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
 
@@ -48,7 +45,7 @@ class EmbeddingRequest(BaseModel):
 @router.post("/v1/embeddings", response_model=None)
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> Response:
     state = app_state(request)
-    state.governance.check_model(request, body.model)
+    state.governance.check_model(principal_of(request), body.model)
     service, model = _service_for(body.model, request)
     texts = input_texts(body.input)
 
@@ -60,37 +57,6 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> Respons
     return Response(content, media_type="application/json")
 
 
-async def embed_metered(
-    request: Request,
-    endpoint: str,
-    model: str,
-    service: EmbeddingService,
-    texts: list[str],
-    check: Callable[[Embedded], None] | None = None,
-) -> Embedded:
-    """Embed `texts` as an admitted request: quota, usage row, audit entry and metrics."""
-    state = app_state(request)
-    metrics = state.metrics
-    admission = await state.governance.admit(
-        request, endpoint, model, token_bound(texts), 0, metrics.track(endpoint), choices=0
-    )
-    watch = admission.watch()
-    status = 500
-    try:
-        result = await service.embed(texts)
-        admission.set_prompt_tokens(sum(result.token_counts))
-        if check is not None:
-            check(result)
-        status = 200
-    except InhouseError as exc:
-        status = exc.status
-        raise
-    finally:
-        watch.done(status)
-    metrics.tokens.labels("embedding").inc(sum(result.token_counts))
-    return result
-
-
 def _service_for(name: str, request: Request) -> tuple[EmbeddingService, str]:
     """The sentence embedder, or a GGUF model of the store asked for by its name or alias."""
     service: EmbeddingService = request.app.state.embeddings
@@ -100,57 +66,12 @@ def _service_for(name: str, request: Request) -> tuple[EmbeddingService, str]:
         if not service.settings.enabled:
             raise
         try:
-            spec = app_state(request).serving.resolver.resolve(name)
+            spec = app_state(request).resolver.resolve(name)
         except ModelNotFound:
             service.resolve_model(name)  # the embedder's own message says what exists
             raise
     gguf: GGUFEmbeddings = request.app.state.gguf_embeddings
     return gguf.service_for(spec.name, spec.path), spec.name
-
-
-def input_texts(value: Any) -> list[str]:
-    """The texts of a request's `input`; InvalidRequest naming the problem otherwise."""
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise InvalidRequest(
-            "'input' must be a string or an array of strings.", param="input", code="invalid_value"
-        )
-    if not value:
-        raise InvalidRequest("'input' must not be an empty array.", param="input")
-    if len(value) > MAX_INPUTS:
-        raise InvalidRequest(
-            f"'input' holds {len(value)} items; at most {MAX_INPUTS} are allowed per request.",
-            param="input",
-        )
-    for i, item in enumerate(value):
-        _check_item(i, item)
-    return value
-
-
-def _check_item(index: int, item: Any) -> None:
-    where = f"'input[{index}]'"
-    if type(item) is int or isinstance(item, list):
-        array = where if isinstance(item, list) else "'input'"
-        raise InvalidRequest(
-            f"{array} is a token array; this server embeds text only: send strings. (LangChain's "
-            "OpenAIEmbeddings: set check_embedding_ctx_length=False.)",
-            param="input",
-        )
-    if not isinstance(item, str):
-        raise InvalidRequest(f"{where} must be a string.", param="input", code="invalid_value")
-    if not item:
-        raise InvalidRequest(f"{where} is an empty string; it has nothing to embed.", param="input")
-
-
-def check_dimensions(requested: int | None, dimensions: int) -> None:
-    """Accept no `dimensions` or the model's own; anything else is an InvalidRequest."""
-    if requested is not None and requested != dimensions:
-        raise InvalidRequest(
-            f"This model's vectors have {dimensions} dimensions and it was not trained to be "
-            f"shortened: 'dimensions' may only be {dimensions}.",
-            param="dimensions",
-        )
 
 
 def render(result: Embedded, model: str, encoding_format: str) -> bytes:

@@ -1,4 +1,5 @@
-"""Wire <-> engine: prompts, limits and sampling parameters in; choices' events out."""
+"""Prepare: a generation request becomes engine requests (one per choice) under a lease;
+`run` streams the choices' events back."""
 
 from __future__ import annotations
 
@@ -7,27 +8,17 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
 
 from inhouse.config import EngineSettings
-from inhouse.engine.client import AsyncEngine, Lease
 from inhouse.engine.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar
 from inhouse.engine.pool import ModelPool
-from inhouse.engine.prompt import render_prompt, tokenize_prompt
+from inhouse.engine.protocol import EngineClient, Lease
 from inhouse.engine.request import GenerationRequest, SamplingParams, TokenEvent
 from inhouse.errors import ContextLengthExceeded, InvalidRequest
 from inhouse.models.resolver import ModelResolver
 
-from .schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
-from .tools import (
-    NO_TOOLS,
-    Message,
-    ToolPlan,
-    call_grammar,
-    plan_tools,
-    render_messages,
-    tool_dicts,
-)
+from .requests import ChatCompletionRequest, CompletionRequest, SamplingFields
+from .tools import NO_TOOLS, ToolPlan, call_grammar, plan_tools, render_messages, tool_dicts
 
 MAX_STOP_CHARS = 256
 
@@ -46,8 +37,18 @@ class Prepared:
     tools: ToolPlan = NO_TOOLS
 
     @property
-    def engine(self) -> AsyncEngine:
+    def engine(self) -> EngineClient:
         return self.lease.engine
+
+    def with_grammar(self, grammar: str | None) -> Prepared:
+        """Every choice sampled under `grammar` (unchanged when None)."""
+        if grammar is None:
+            return self
+        choices = [
+            replace(choice, params=replace(choice.params, grammar=grammar))
+            for choice in self.choices
+        ]
+        return replace(self, choices=choices)
 
 
 @contextlib.contextmanager
@@ -66,7 +67,10 @@ class ChoiceEvent:
     event: TokenEvent
 
 
-class Serving:
+class Preparer:
+    """Resolves the model, leases room on its engine, renders and tokenizes the prompt (off
+    the event loop), checks the limits and builds each choice's sampling parameters."""
+
     def __init__(self, pool: ModelPool, resolver: ModelResolver, settings: EngineSettings) -> None:
         self.pool = pool
         self.resolver = resolver
@@ -94,11 +98,13 @@ class Serving:
         self, body: ChatCompletionRequest, lease: Lease, plan: ToolPlan, grammar: str | None
     ) -> Prepared:
         engine = lease.engine
-        native = plan.active and engine.template.knows_tools
+        native = plan.active and engine.knows_tools
         messages = render_messages(body.messages, plan, native)
         tools = tool_dicts(plan) if native else None
-        # a long conversation takes a while to render and tokenize: never on the event loop
-        text, tokens = await asyncio.to_thread(self.chat_tokens, engine, messages, tools)
+        rendered = await engine.render_chat(messages, tools)
+        text, tokens = rendered.text, rendered.tokens
+        if not tokens:
+            raise InvalidRequest("the prompt is empty", param="messages")
         top = (body.top_logprobs or 0) if body.logprobs else None
         if body.top_logprobs is not None and not body.logprobs:
             raise InvalidRequest("top_logprobs requires logprobs to be true", param="top_logprobs")
@@ -141,35 +147,10 @@ class Serving:
     async def _completion(
         self, body: CompletionRequest, prompts: list[str], lease: Lease
     ) -> Prepared:
-        engine = lease.engine
-        token_lists = await asyncio.to_thread(lambda: [self.tokenize(engine, p) for p in prompts])
-        return self._prepare(lease, body, token_lists, body.max_tokens, body.logprobs, prompts)
-
-    @staticmethod
-    def chat_tokens(
-        engine: AsyncEngine, messages: list[Message], tools: list[dict[str, Any]] | None
-    ) -> tuple[str, list[int]]:
-        """The rendered prompt and its tokens, in which only the template's own text became
-        control tokens (runs in a worker thread)."""
-        prompt = render_prompt(engine.template, messages, tools=tools)
-        try:
-            tokens = tokenize_prompt(engine.runner, prompt, engine.template_counts)
-        except UnicodeEncodeError as exc:  # a lone surrogate from a JSON \ud800 escape
-            raise InvalidRequest("the request contains text that is not valid UTF-8") from exc
-        if not tokens:
-            raise InvalidRequest("the prompt is empty", param="messages")
-        return prompt.text, tokens
-
-    @staticmethod
-    def tokenize(engine: AsyncEngine, text: str) -> list[int]:
-        """Tokens of a raw prompt: the caller wrote all of it, control-token text included."""
-        try:
-            tokens = engine.runner.tokenize(text, add_special=True, parse_special=True)
-        except UnicodeEncodeError as exc:  # a lone surrogate from a JSON \ud800 escape
-            raise InvalidRequest("the request contains text that is not valid UTF-8") from exc
-        if not tokens:
+        token_lists = [await lease.engine.tokenize(p) for p in prompts]
+        if not all(token_lists):
             raise InvalidRequest("the prompt is empty", param="prompt")
-        return tokens
+        return self._prepare(lease, body, token_lists, body.max_tokens, body.logprobs, prompts)
 
     def _prepare(
         self,

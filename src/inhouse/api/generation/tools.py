@@ -17,7 +17,7 @@ from typing import Any
 from inhouse.engine.grammar import schema_to_grammar
 from inhouse.errors import InvalidRequest
 
-from .schemas import ChatCompletionRequest, ChatMessage, NamedToolChoice, ToolDef
+from .requests import ChatCompletionRequest, ChatMessage, NamedToolChoice, ToolDef
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 

@@ -1,4 +1,6 @@
-"""Wire schemas of the OpenAI API requests (responses are built as plain dicts for speed)."""
+"""The generation requests every front-end translates into: OpenAI's chat and completion
+requests, the richest of the wire formats served (Ollama's routes build them too).
+Responses are built as plain dicts, for speed, by each front-end."""
 
 from __future__ import annotations
 
