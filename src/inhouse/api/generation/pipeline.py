@@ -21,7 +21,8 @@ from inhouse.governance.budget import Budget
 from inhouse.governance.caller import Caller
 from inhouse.governance.service import Governance
 
-from .prepare import ChoiceEvent, Prepared, Preparer, released_on_error
+from .events import ChoiceEvent, choice_events
+from .prepare import Prepared, Preparer, released_on_error
 from .requests import ChatCompletionRequest, CompletionRequest
 from .results import Collected, collect
 
@@ -101,7 +102,7 @@ class Generation:
     async def events(self) -> AsyncIterator[ChoiceEvent]:
         """The choices' events as they come, metered and timed as they pass; closing the
         iteration early aborts every choice."""
-        async for item in Preparer.run(self.prepared):
+        async for item in choice_events(self.prepared):
             self.ending.on_event(item.event)
             yield item
 

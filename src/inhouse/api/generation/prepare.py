@@ -1,19 +1,18 @@
-"""Prepare: a generation request becomes engine requests (one per choice) under a lease;
-`run` streams the choices' events back."""
+"""Prepare: a generation request becomes engine requests (one per choice) under a lease."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from inhouse.config import EngineSettings
 from inhouse.engine.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar
 from inhouse.engine.pool import ModelPool
 from inhouse.engine.protocol import EngineClient, Lease
-from inhouse.engine.request import GenerationRequest, SamplingParams, TokenEvent
+from inhouse.engine.request import GenerationRequest, SamplingParams
 from inhouse.errors import ContextLengthExceeded, InvalidRequest
 from inhouse.models.resolver import ModelResolver
 
@@ -59,12 +58,6 @@ def released_on_error(lease: Lease) -> Iterator[None]:
     except BaseException:
         lease.release()
         raise
-
-
-@dataclass(frozen=True)
-class ChoiceEvent:
-    index: int
-    event: TokenEvent
 
 
 class Preparer:
@@ -211,40 +204,3 @@ class Preparer:
                 param="messages",
             )
         return room if max_tokens is None else max_tokens
-
-    # ----- engine -> choices -------------------------------------------------------------
-
-    @staticmethod
-    async def run(prepared: Prepared) -> AsyncIterator[ChoiceEvent]:
-        """All choices' events as they come, under the prepared lease (no capacity check
-        that could fail once a response has begun); cancelling the iteration aborts every
-        choice. The lease is left to whoever ends the request."""
-        engine, choices, lease = prepared.engine, prepared.choices, prepared.lease
-        if len(choices) == 1:
-            async with contextlib.aclosing(engine.generate(choices[0], lease)) as events:
-                async for event in events:
-                    yield ChoiceEvent(0, event)
-            return
-        merged: asyncio.Queue[ChoiceEvent | BaseException] = asyncio.Queue()
-
-        async def pump(index: int, request: GenerationRequest) -> None:
-            try:
-                async with contextlib.aclosing(engine.generate(request, lease)) as events:
-                    async for event in events:
-                        merged.put_nowait(ChoiceEvent(index, event))
-            except Exception as exc:
-                merged.put_nowait(exc)
-
-        tasks = [asyncio.create_task(pump(i, r)) for i, r in enumerate(choices)]
-        try:
-            remaining = len(choices)
-            while remaining:
-                item = await merged.get()
-                if isinstance(item, BaseException):
-                    raise item
-                remaining -= item.event.finish_reason is not None
-                yield item
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)

@@ -9,7 +9,8 @@ from typing import Any
 from inhouse.engine.request import FinishReason, TokenEvent, TokenLogprob
 from inhouse.errors import InhouseError
 
-from .prepare import ChoiceEvent, Prepared
+from .events import ChoiceEvent
+from .prepare import Prepared
 
 
 class GenerationFailed(InhouseError):

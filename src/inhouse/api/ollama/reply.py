@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from inhouse.api.generation.events import ChoiceEvent
 from inhouse.api.generation.pipeline import Generation, client_gone
-from inhouse.api.generation.prepare import ChoiceEvent
 from inhouse.api.generation.results import finish_reason
 from inhouse.errors import InhouseError
 
