@@ -223,6 +223,29 @@ class EmbeddingsSettings(BaseModel):
     )
 
 
+class KnowledgeSettings(BaseModel):
+    max_file_mb: float = Field(
+        64, gt=0, le=4096, description="Largest file a collection takes in; larger ones fail."
+    )
+    max_unpacked_mb: float = Field(
+        256,
+        gt=0,
+        le=16384,
+        description="Most bytes a DOCX (a zip) may unpack to before parsing (zip-bomb guard).",
+    )
+    chunk_tokens: int = Field(
+        200, ge=32, le=254, description="Most embedder tokens per chunk (the model reads 254)."
+    )
+    overlap_tokens: int = Field(
+        32, ge=0, le=128, description="Tokens a chunk repeats from the end of the one before."
+    )
+    admins_read_all: bool = Field(
+        False,
+        description="Admins read every collection's content; off: only what their groups are "
+        "granted, like everyone else.",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of inhouse; env vars use INHOUSE_ and `__` between section and field."""
 
@@ -239,6 +262,7 @@ class Settings(BaseSettings):
     models: ModelsSettings = ModelsSettings()
     auth: AuthSettings = AuthSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     store: StoreSettings = StoreSettings()
     ledger: LedgerSettings = LedgerSettings()
     costs: CostSettings = CostSettings()

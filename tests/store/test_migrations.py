@@ -9,19 +9,25 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
 from inhouse.store.db import Database, open_database
-from inhouse.store.tables import Base, Group
+from inhouse.store.tables import KNOWLEDGE_FTS, Base, Group
+
+
+def _declared(name: str | None, type_: str, _parent: object) -> bool:
+    """Every table but the full-text index, which only raw DDL can create (see tables.py)."""
+    return not (type_ == "table" and name is not None and name.startswith(KNOWLEDGE_FTS))
 
 
 def test_migrated_schema_matches_the_tables(db: Database) -> None:
     with db.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        context = MigrationContext.configure(conn, opts={"include_name": _declared})
+        assert compare_metadata(context, Base.metadata) == []
 
 
 def test_migrating_twice_changes_nothing(db_url: str) -> None:
     open_database(db_url).close()
     again = open_database(db_url)
     with again.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
     again.close()
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -202,6 +203,75 @@ class ContentRecord(Base):
     model: Mapped[str] = mapped_column(String(128))
     prompt: Mapped[str] = mapped_column(Text)
     response: Mapped[str] = mapped_column(Text)
+
+
+# Full-text rows of knowledge chunks live in a table SQLAlchemy cannot declare (an FTS5 virtual
+# table on SQLite, a tsvector table on PostgreSQL): the migration creates it with raw DDL, and
+# schema comparisons skip every table whose name starts with this.
+KNOWLEDGE_FTS = "knowledge_fts"
+
+
+class KnowledgeCollection(Base):
+    """A named set of documents; readable by the groups granted it (GroupCollection)."""
+
+    __tablename__ = "knowledge_collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    owner_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class KnowledgeDocument(Base):
+    """One source file (or later, row) of a collection; `status` is indexed | failed."""
+
+    __tablename__ = "knowledge_documents"
+    __table_args__ = (UniqueConstraint("collection_id", "source"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("knowledge_collections.id", ondelete="CASCADE")
+    )
+    source: Mapped[str] = mapped_column(String(1024))  # absolute path or URI
+    content_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the bytes
+    title: Mapped[str] = mapped_column(String(512), default="")
+    size: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class KnowledgeChunk(Base):
+    """A passage of a document and where it was (page, heading path, row) for citations."""
+
+    __tablename__ = "knowledge_chunks"
+    __table_args__ = (UniqueConstraint("document_id", "ordinal"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("knowledge_documents.id", ondelete="CASCADE")
+    )
+    # the document's collection, repeated so retrieval filters by permission without a join
+    collection_id: Mapped[int] = mapped_column(Integer, index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    location: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    token_count: Mapped[int] = mapped_column(Integer)
+
+
+class KnowledgeVector(Base):
+    """A chunk's embedding: float32 little-endian, L2-normalized (cosine = dot product)."""
+
+    __tablename__ = "knowledge_vectors"
+
+    chunk_id: Mapped[int] = mapped_column(
+        ForeignKey("knowledge_chunks.id", ondelete="CASCADE"), primary_key=True
+    )
+    collection_id: Mapped[int] = mapped_column(Integer, index=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 Index("ix_usage_user_ts", UsageRecord.user_id, UsageRecord.ts)

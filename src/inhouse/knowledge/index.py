@@ -1,0 +1,128 @@
+"""The index's SQL: chunk, vector and full-text rows written and deleted together.
+
+Full-text rows live in `knowledge_fts`: an FTS5 table on SQLite (rowid = chunk id, no copy
+of the text), a tsvector table on PostgreSQL. Vectors are float32 blobs; on SQLite the
+sqlite-vec extension (loaded into each connection on first use) computes distances in SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.orm import Session
+
+from inhouse.knowledge.chunking import Chunk
+from inhouse.store.db import Database
+from inhouse.store.tables import KnowledgeChunk, KnowledgeVector
+
+log = logging.getLogger(__name__)
+
+SQLITE_FTS_INSERT = text("INSERT INTO knowledge_fts (rowid, text) VALUES (:id, :text)")
+POSTGRES_FTS_INSERT = text(
+    "INSERT INTO knowledge_fts (chunk_id, collection_id, tsv) "
+    "VALUES (:id, :collection_id, to_tsvector('english', :text))"
+)
+VEC_LOADED = "inhouse_sqlite_vec"
+
+
+def is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def sql_vectors(session: Session) -> bool:
+    """True when this session's SQLite connection computes vector distances (sqlite-vec);
+    loaded once per pooled connection. False on PostgreSQL or if the extension is missing."""
+    if not is_sqlite(session):
+        return False
+    pooled = session.connection().connection
+    if VEC_LOADED not in pooled.info:
+        pooled.info[VEC_LOADED] = _load_sqlite_vec(pooled.dbapi_connection)
+    return bool(pooled.info[VEC_LOADED])
+
+
+def _load_sqlite_vec(dbapi_connection: Any) -> bool:
+    try:
+        import sqlite_vec  # type: ignore[import-untyped]
+
+        dbapi_connection.enable_load_extension(True)
+        try:
+            sqlite_vec.load(dbapi_connection)
+        finally:
+            dbapi_connection.enable_load_extension(False)
+    except Exception as exc:  # a missing or unloadable extension: numpy computes instead
+        log.warning("sqlite-vec is unavailable (%s); vector search runs in numpy", exc)
+        return False
+    return True
+
+
+def write_chunks(
+    session: Session,
+    document_id: int,
+    collection_id: int,
+    chunks: Sequence[Chunk],
+    vectors: npt.NDArray[np.float32],
+) -> None:
+    """Insert the chunks of one document with their vectors and full-text rows."""
+    if not chunks:
+        return
+    rows = [
+        {
+            "document_id": document_id,
+            "collection_id": collection_id,
+            "ordinal": i,
+            "text": c.text,
+            "location": c.location,
+            "token_count": c.token_count,
+        }
+        for i, c in enumerate(chunks)
+    ]
+    statement = insert(KnowledgeChunk).returning(KnowledgeChunk.id, sort_by_parameter_order=True)
+    ids = list(session.scalars(statement, rows))
+    vector_rows = [
+        {"chunk_id": i, "collection_id": collection_id, "embedding": v.astype("<f4").tobytes()}
+        for i, v in zip(ids, vectors, strict=True)
+    ]
+    session.execute(insert(KnowledgeVector), vector_rows)
+    fts_rows = [
+        {"id": i, "collection_id": collection_id, "text": c.text}
+        for i, c in zip(ids, chunks, strict=True)
+    ]
+    fts = SQLITE_FTS_INSERT if is_sqlite(session) else POSTGRES_FTS_INSERT
+    session.execute(fts, fts_rows)
+
+
+def delete_chunks(session: Session, *, document_ids: Sequence[int]) -> None:
+    """Delete the chunks of these documents, their vectors and their full-text rows."""
+    if not document_ids:
+        return
+    chunk_ids = select(KnowledgeChunk.id).where(KnowledgeChunk.document_id.in_(document_ids))
+    if is_sqlite(session):
+        # zero the pages these rows free, so the file keeps no copy of them
+        session.execute(text("PRAGMA secure_delete = ON"))
+        # FTS5 has no foreign keys: its rows go first, by the chunk ids they carry
+        ids = list(session.scalars(chunk_ids))
+        for start in range(0, len(ids), 500):
+            batch = ",".join(str(int(i)) for i in ids[start : start + 500])
+            session.execute(text(f"DELETE FROM knowledge_fts WHERE rowid IN ({batch})"))
+    session.execute(delete(KnowledgeVector).where(KnowledgeVector.chunk_id.in_(chunk_ids)))
+    session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id.in_(document_ids)))
+
+
+def merge_fulltext(session: Session) -> None:
+    """After deletions (SQLite): merge the FTS5 segments, so none keeps a deleted term."""
+    if is_sqlite(session):
+        session.execute(text("INSERT INTO knowledge_fts (knowledge_fts) VALUES ('optimize')"))
+
+
+def flush_log(db: Database) -> None:
+    """After a deleting commit on SQLite: copy the WAL into the database and truncate it, so
+    no old page image of deleted rows stays in the -wal file (best effort: readers may hold it)."""
+    if db.dialect != "sqlite":
+        return
+    with db.engine.connect() as connection:
+        connection.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]

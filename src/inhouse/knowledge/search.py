@@ -1,0 +1,175 @@
+"""Hybrid retrieval: vector top-k and keyword top-k fused by reciprocal rank fusion.
+
+Both candidate queries carry the principal's readable collections in their WHERE clause, so a
+chunk the caller may not read is never ranked, counted or returned.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import ColumnElement, Integer, Select, column, func, literal_column, select, table
+from sqlalchemy.orm import Session
+
+from inhouse.knowledge.index import is_sqlite, sql_vectors
+from inhouse.store.tables import (
+    KnowledgeChunk,
+    KnowledgeCollection,
+    KnowledgeDocument,
+    KnowledgeVector,
+)
+
+# Cormack et al.'s constant: damps the weight of the very first ranks of either list.
+RRF_K = 60
+MAX_QUERY_WORDS = 32
+WORD = re.compile(r"\w+")
+SQLITE_FTS = table("knowledge_fts", column("rowid", Integer))
+POSTGRES_FTS = table(
+    "knowledge_fts", column("chunk_id", Integer), column("collection_id", Integer), column("tsv")
+)
+
+
+class Mode(enum.StrEnum):
+    HYBRID = "hybrid"
+    VECTOR = "vector"
+    KEYWORD = "keyword"
+
+
+@dataclass(frozen=True)
+class Hit:
+    collection: str
+    document_id: int
+    source: str
+    title: str
+    location: dict[str, Any]
+    text: str
+    score: float  # the fused reciprocal-rank score; higher is better
+    vector_rank: int | None  # 1-based rank in each candidate list, None if absent from it
+    keyword_rank: int | None
+
+
+def vector_candidates(
+    session: Session, readable: Select[int], query: npt.NDArray[np.float32], limit: int
+) -> list[int]:
+    """Chunk ids by cosine similarity to `query` (unit length), best first."""
+    where = KnowledgeVector.collection_id.in_(readable)
+    if sql_vectors(session):
+        blob = query.astype("<f4").tobytes()
+        distance = func.vec_distance_cosine(KnowledgeVector.embedding, blob)
+        statement = select(KnowledgeVector.chunk_id).where(where).order_by(distance).limit(limit)
+        return list(session.scalars(statement))
+    rows = session.execute(
+        select(KnowledgeVector.chunk_id, KnowledgeVector.embedding).where(where)
+    ).all()
+    if not rows:
+        return []
+    matrix = np.frombuffer(b"".join(r.embedding for r in rows), dtype="<f4")
+    scores = matrix.reshape(len(rows), -1) @ query
+    best = np.argsort(-scores, kind="stable")[:limit]
+    return [rows[i].chunk_id for i in best]
+
+
+def keyword_candidates(
+    session: Session, readable: Select[int], query: str, limit: int
+) -> list[int]:
+    """Chunk ids holding any word of `query`, best first (FTS5 bm25 / ts_rank_cd)."""
+    words = list(dict.fromkeys(WORD.findall(query.lower())))[:MAX_QUERY_WORDS]
+    if not words:
+        return []
+    if is_sqlite(session):
+        match = " OR ".join(f'"{w}"' for w in words)
+        fts: ColumnElement[Any] = literal_column("knowledge_fts")
+        statement = (
+            select(SQLITE_FTS.c.rowid)
+            .join(KnowledgeChunk, KnowledgeChunk.id == SQLITE_FTS.c.rowid)
+            .where(fts.op("MATCH")(match), KnowledgeChunk.collection_id.in_(readable))
+            .order_by(func.bm25(fts))
+            .limit(limit)
+        )
+    else:
+        tsquery = func.to_tsquery(literal_column("'english'::regconfig"), " | ".join(words))
+        statement = (
+            select(POSTGRES_FTS.c.chunk_id)
+            .where(
+                POSTGRES_FTS.c.tsv.op("@@")(tsquery),
+                POSTGRES_FTS.c.collection_id.in_(readable),
+            )
+            .order_by(func.ts_rank_cd(POSTGRES_FTS.c.tsv, tsquery).desc())
+            .limit(limit)
+        )
+    return list(session.scalars(statement))
+
+
+def fuse(*rankings: list[int]) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: (id, sum of 1 / (RRF_K + rank)), best first, ties by id."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, chunk_id in enumerate(ranking, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def search(
+    session: Session,
+    readable: Select[int],
+    query: str,
+    vector: npt.NDArray[np.float32] | None,
+    top_k: int,
+    mode: Mode = Mode.HYBRID,
+) -> list[Hit]:
+    """The `top_k` best chunks of the readable collections for `query` (and its `vector`)."""
+    depth = max(4 * top_k, 50)
+    by_vector = (
+        vector_candidates(session, readable, vector, depth)
+        if mode is not Mode.KEYWORD and vector is not None
+        else []
+    )
+    by_keyword = (
+        keyword_candidates(session, readable, query, depth) if mode is not Mode.VECTOR else []
+    )
+    fused = fuse(by_vector, by_keyword)[:top_k]
+    return _hits(session, readable, fused, by_vector, by_keyword)
+
+
+def _hits(
+    session: Session,
+    readable: Select[int],
+    fused: list[tuple[int, float]],
+    by_vector: list[int],
+    by_keyword: list[int],
+) -> list[Hit]:
+    if not fused:
+        return []
+    statement = (
+        select(KnowledgeChunk, KnowledgeDocument.source, KnowledgeDocument.title)
+        .add_columns(KnowledgeCollection.name)
+        .join(KnowledgeDocument, KnowledgeDocument.id == KnowledgeChunk.document_id)
+        .join(KnowledgeCollection, KnowledgeCollection.id == KnowledgeChunk.collection_id)
+        .where(KnowledgeChunk.id.in_([i for i, _ in fused]))
+        .where(KnowledgeChunk.collection_id.in_(readable))
+    )
+    rows = {row[0].id: row for row in session.execute(statement)}
+    vector_rank = {chunk_id: rank for rank, chunk_id in enumerate(by_vector, start=1)}
+    keyword_rank = {chunk_id: rank for rank, chunk_id in enumerate(by_keyword, start=1)}
+    hits = []
+    for chunk_id, score in fused:  # one read transaction: every ranked chunk is still there
+        chunk, source, title, collection = rows[chunk_id]
+        hits.append(
+            Hit(
+                collection=collection,
+                document_id=chunk.document_id,
+                source=source,
+                title=title,
+                location=dict(chunk.location),
+                text=chunk.text,
+                score=score,
+                vector_rank=vector_rank.get(chunk_id),
+                keyword_rank=keyword_rank.get(chunk_id),
+            )
+        )
+    return hits
