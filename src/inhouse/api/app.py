@@ -34,6 +34,7 @@ from inhouse.embeddings.service import EmbeddingService, GGUFEmbeddings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.pool import EngineBuilder, ModelPool, ModelSpec
 from inhouse.governance.service import Governance
+from inhouse.knowledge.service import KnowledgeService
 from inhouse.models.resolver import ModelResolver
 from inhouse.store.db import open_database
 from inhouse.store.private import private_dir
@@ -77,7 +78,7 @@ def create_app(
     )
     app = FastAPI(title="inhouse", version=__version__, lifespan=lambda _: _lifespan(state))
     app.state.inhouse = state
-    app.state.embeddings = EmbeddingService(settings.embeddings)
+    app.state.embeddings = state.embeddings
     app.state.gguf_embeddings = GGUFEmbeddings(settings.embeddings)
     install_error_handlers(app)
     _add_routes(app)
@@ -110,6 +111,7 @@ def _app_state(
         spill_path=settings.home / SPILL_FILE,
     )
     preparer = Preparer(pool, resolver, settings.engine)
+    embeddings = EmbeddingService(settings.embeddings)
     return AppState(
         settings=settings,
         pool=pool,
@@ -120,6 +122,8 @@ def _app_state(
         audit=audit,
         governance=governance,
         credentials=Credentials(db, audit),
+        embeddings=embeddings,
+        knowledge=KnowledgeService(db, audit, settings.knowledge, embeddings.shared),
         fingerprint="fp_" + hashlib.sha256(__version__.encode()).hexdigest()[:10],
         started_at=int(time.time()),
         login_throttle=LoginThrottle(

@@ -12,8 +12,10 @@ from inhouse.audit.trail import AuditTrail
 from inhouse.auth.credentials import Credentials
 from inhouse.auth.throttle import LoginThrottle
 from inhouse.config import Settings
+from inhouse.embeddings.service import EmbeddingService
 from inhouse.engine.pool import ModelPool
 from inhouse.governance.service import Governance
+from inhouse.knowledge.service import KnowledgeService
 from inhouse.models.resolver import ModelResolver
 from inhouse.store.db import Database
 
@@ -29,6 +31,8 @@ class AppState:
     audit: AuditTrail
     governance: Governance
     credentials: Credentials
+    embeddings: EmbeddingService
+    knowledge: KnowledgeService
     fingerprint: str
     started_at: int
     login_throttle: LoginThrottle

@@ -37,7 +37,7 @@ def _service(config: Path | None, home: Path | None) -> Iterator[KnowledgeServic
     settings = settings_from(config, home)
     with refusals(), audited_store(settings) as (db, audit):
         embeddings = EmbeddingService(settings.embeddings)
-        yield KnowledgeService(db, audit, settings.knowledge, embeddings.embedder)
+        yield KnowledgeService(db, audit, settings.knowledge, embeddings.shared)
 
 
 def _shown(path: str) -> str:

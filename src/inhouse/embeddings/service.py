@@ -55,6 +55,7 @@ class EmbeddingService:
         self._embedder: Embedder | None = None
         self._failed = False  # the last attempt to build the embedder was refused
         self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()  # one embedding at a time, whoever asks
         self._limiter: anyio.CapacityLimiter | None = None
 
     @property
@@ -97,6 +98,11 @@ class EmbeddingService:
                 self._failed = False
             return self._embedder
 
+    def shared(self) -> Embedder:
+        """The embedder for other in-process users (knowledge ingestion and search): their
+        calls take turns with the API's (blocking: call from a worker thread)."""
+        return _TakingTurns(self.embedder(), self._run_lock)
+
     async def embed(self, texts: Sequence[str]) -> Embedded:
         """Vectors for `texts`, in a worker thread once earlier requests are done.
 
@@ -108,7 +114,7 @@ class EmbeddingService:
         return await anyio.to_thread.run_sync(self._embed_sync, texts, limiter=self._limiter)
 
     def _embed_sync(self, texts: Sequence[str]) -> Embedded:
-        embedder = self.embedder()
+        embedder = self.shared()
         counts = embedder.count_tokens(texts)
         limit = self.settings.max_request_tokens
         if sum(counts) > limit:
@@ -119,6 +125,24 @@ class EmbeddingService:
                 code="max_tokens_per_request",
             )
         return Embedded(embedder.embed(texts), counts)
+
+
+class _TakingTurns:
+    """An embedder whose calls hold a lock, so that they never overlap another's."""
+
+    def __init__(self, embedder: Embedder, lock: threading.Lock) -> None:
+        self._embedder = embedder
+        self._lock = lock
+        self.name = embedder.name
+        self.dimensions = embedder.dimensions
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        with self._lock:
+            return self._embedder.embed(texts)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        with self._lock:
+            return self._embedder.count_tokens(texts)
 
 
 class GGUFEmbeddings:
