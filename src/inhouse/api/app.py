@@ -112,18 +112,19 @@ def _app_state(
     )
     preparer = Preparer(pool, resolver, settings.engine)
     embeddings = EmbeddingService(settings.embeddings)
+    knowledge = KnowledgeService(db, audit, settings.knowledge, embeddings.shared)
     return AppState(
         settings=settings,
         pool=pool,
         resolver=resolver,
-        pipeline=Pipeline(preparer, governance, metrics),
+        pipeline=Pipeline(preparer, governance, metrics, knowledge),
         metrics=metrics,
         db=db,
         audit=audit,
         governance=governance,
         credentials=Credentials(db, audit),
         embeddings=embeddings,
-        knowledge=KnowledgeService(db, audit, settings.knowledge, embeddings.shared),
+        knowledge=knowledge,
         fingerprint="fp_" + hashlib.sha256(__version__.encode()).hexdigest()[:10],
         started_at=int(time.time()),
         login_throttle=LoginThrottle(

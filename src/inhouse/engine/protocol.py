@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from inhouse.engine.request import GenerationRequest, TokenEvent
-from inhouse.engine.templates import Message
+from inhouse.engine.templates import Message as Message  # render_chat takes these
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The one path of every generation: check -> prepare -> admit -> stream or collect.
+"""The one path of every generation: check -> (retrieve) -> prepare -> admit -> stream or
+collect.
 
 Whatever the front-end, a request's model permission is checked, its engine requests are
 prepared under a lease, its budget is admitted by governance, and its events reach the
@@ -20,8 +21,10 @@ from inhouse.errors import InhouseError
 from inhouse.governance.budget import Budget
 from inhouse.governance.caller import Caller
 from inhouse.governance.service import Governance
+from inhouse.knowledge.service import KnowledgeService
 
 from .events import ChoiceEvent, choice_events
+from .grounding import retrieve
 from .prepare import Prepared, Preparer, released_on_error
 from .requests import ChatCompletionRequest, CompletionRequest
 from .results import Collected, collect
@@ -32,10 +35,17 @@ CLIENT_CLOSED_REQUEST = 499
 class Pipeline:
     """Starts generations; each front-end formats what a started one yields."""
 
-    def __init__(self, preparer: Preparer, governance: Governance, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        preparer: Preparer,
+        governance: Governance,
+        metrics: Metrics,
+        knowledge: KnowledgeService,
+    ) -> None:
         self.preparer = preparer
         self.governance = governance
         self.metrics = metrics
+        self.knowledge = knowledge
 
     def check_model(self, caller: Caller, model: str) -> None:
         """Refuse a model outside the caller's scope before anything is loaded for it."""
@@ -48,10 +58,16 @@ class Pipeline:
         body: ChatCompletionRequest,
         grammar: str | None = None,
     ) -> Generation:
-        """A started chat completion; `grammar`, when given, constrains every choice."""
-        return await self._start(
-            caller, endpoint, body.model, lambda: self.preparer.prepare_chat(body), grammar
-        )
+        """A started chat completion; `grammar`, when given, constrains every choice. With
+        `knowledge`, passages retrieved for the caller ground the answer."""
+
+        async def prepare() -> Prepared:
+            passages = []
+            if body.knowledge is not None:
+                passages = await retrieve(self.knowledge, caller, body.knowledge, body.messages)
+            return await self.preparer.prepare_chat(body, passages)
+
+        return await self._start(caller, endpoint, body.model, prepare, grammar)
 
     async def completion(
         self,

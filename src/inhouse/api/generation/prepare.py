@@ -5,21 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from inhouse.config import EngineSettings
 from inhouse.engine.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar
 from inhouse.engine.pool import ModelPool
-from inhouse.engine.protocol import EngineClient, Lease
+from inhouse.engine.protocol import EngineClient, Lease, Message, RenderedChat
 from inhouse.engine.request import GenerationRequest, SamplingParams
 from inhouse.errors import ContextLengthExceeded, InvalidRequest
+from inhouse.knowledge.search import Hit
 from inhouse.models.resolver import ModelResolver
 
+from .grounding import grounded, new_tag
 from .requests import ChatCompletionRequest, CompletionRequest, SamplingFields
 from .tools import NO_TOOLS, ToolPlan, call_grammar, plan_tools, render_messages, tool_dicts
 
 MAX_STOP_CHARS = 256
+ANSWER_ROOM = 512  # tokens kept for a grounded answer that gives no max_tokens (at most 1/4)
+FENCE_TOKENS = 24  # about what a passage's fence lines and origin add
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Prepared:
     prompt_tokens: int
     prompt_texts: list[str]
     tools: ToolPlan = NO_TOOLS
+    passages: tuple[Hit, ...] = ()  # knowledge passages in the prompt, best first
 
     @property
     def engine(self) -> EngineClient:
@@ -78,23 +84,33 @@ class Preparer:
 
     # ----- requests -> engine ------------------------------------------------------------
 
-    async def prepare_chat(self, body: ChatCompletionRequest) -> Prepared:
-        """The chat's engine requests, under a lease (released here if preparing fails)."""
+    async def prepare_chat(
+        self, body: ChatCompletionRequest, passages: Sequence[Hit] = ()
+    ) -> Prepared:
+        """The chat's engine requests, under a lease (released here if preparing fails),
+        grounded in as many of `passages` (best first) as the context leaves room for."""
         plan = plan_tools(body)
         # a schema seen for the first time can take a while to compile: off the event loop
         grammar = await asyncio.to_thread(self._grammar, body, plan)
         lease = await self.lease(body.model, body.n)
         with released_on_error(lease):
-            return await self._chat(body, lease, plan, grammar)
+            return await self._chat(body, lease, plan, grammar, passages)
 
     async def _chat(
-        self, body: ChatCompletionRequest, lease: Lease, plan: ToolPlan, grammar: str | None
+        self,
+        body: ChatCompletionRequest,
+        lease: Lease,
+        plan: ToolPlan,
+        grammar: str | None,
+        passages: Sequence[Hit],
     ) -> Prepared:
         engine = lease.engine
         native = plan.active and engine.knows_tools
         messages = render_messages(body.messages, plan, native)
         tools = tool_dicts(plan) if native else None
-        rendered = await engine.render_chat(messages, tools)
+        rendered, used = await self._render_grounded(
+            engine, messages, tools, passages, body.token_limit()
+        )
         text, tokens = rendered.text, rendered.tokens
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="messages")
@@ -102,7 +118,38 @@ class Preparer:
         if body.top_logprobs is not None and not body.logprobs:
             raise InvalidRequest("top_logprobs requires logprobs to be true", param="top_logprobs")
         prepared = self._prepare(lease, body, [tokens], body.token_limit(), top, [text], grammar)
-        return replace(prepared, tools=plan)
+        return replace(prepared, tools=plan, passages=used)
+
+    @staticmethod
+    async def _render_grounded(
+        engine: EngineClient,
+        messages: list[Message],
+        tools: list[dict[str, Any]] | None,
+        passages: Sequence[Hit],
+        max_tokens: int | None,
+    ) -> tuple[RenderedChat, tuple[Hit, ...]]:
+        """The prompt with the best passages that fit: the answer keeps `max_tokens` (or a
+        share of the context) and what does not fit is dropped whole, lowest score first."""
+        if not passages:
+            return await engine.render_chat(messages, tools), ()
+        limit = engine.max_context - (max_tokens or min(ANSWER_ROOM, engine.max_context // 4))
+        tag = new_tag()
+        best = await engine.render_chat(grounded(messages, passages[:1], tag), tools)
+        if len(best.tokens) > limit:
+            return await engine.render_chat(messages, tools), ()
+        # a guess from each further passage's own size; then the rendered prompt decides
+        kept, room = [passages[0]], limit - len(best.tokens)
+        for hit in passages[1:]:
+            room -= len(await engine.tokenize(hit.text)) + FENCE_TOKENS
+            if room < 0:
+                break
+            kept.append(hit)
+        while len(kept) > 1:
+            rendered = await engine.render_chat(grounded(messages, kept, tag), tools)
+            if len(rendered.tokens) <= limit:
+                return rendered, tuple(kept)
+            kept.pop()
+        return best, (passages[0],)
 
     @staticmethod
     def _grammar(body: ChatCompletionRequest, plan: ToolPlan) -> str | None:

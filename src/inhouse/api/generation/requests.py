@@ -138,8 +138,21 @@ class SamplingFields(BaseModel):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
+CollectionName = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class KnowledgeOptions(BaseModel):
+    """Ground the answer in passages of these collections (an inhouse extension)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collections: Annotated[list[CollectionName], Field(min_length=1, max_length=32)] | None = None
+    top_k: Annotated[StrictInt, Field(ge=1, le=20)] = 5
+
+
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
+    knowledge: KnowledgeOptions | None = None
     max_completion_tokens: PositiveInt | None = None
     logprobs: StrictBool = False
     top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from inhouse.api.deps import AppState, app_state
+from inhouse.api.generation.grounding import citations
 from inhouse.api.generation.requests import ChatCompletionRequest, CompletionRequest
 from inhouse.api.guard import caller_of, guard
 from inhouse.auth.policy import Permission
@@ -82,7 +83,9 @@ async def _generate(
         await state.pool.unload_when_idle(spec.name)
 
     after = unload if keep_alive == 0 else None
-    answer = Answer(generation, req.model, piece, timing, after)
+    grounded = isinstance(body, ChatCompletionRequest) and body.knowledge is not None
+    first = {"citations": citations(generation.prepared.passages)} if grounded else {}
+    answer = Answer(generation, req.model, piece, timing, after, first)
     return await respond(request, answer, req.streams)
 
 

@@ -74,6 +74,7 @@ class Answer:
     piece: Piece
     timing: Timing
     after: AfterDone | None = None
+    first: dict[str, Any] = field(default_factory=dict)  # fields of the first line (citations)
 
     def chunk(self, text: str) -> dict[str, Any]:
         return {"model": self.model, "created_at": created_at(), **self.piece(text), "done": False}
@@ -98,20 +99,22 @@ async def respond(request: Request, answer: Answer, stream: bool) -> Response:
     payload = answer.final(
         "".join(choice.text), choice.finish_reason or "stop", choice.completion_tokens
     )
-    return JSONResponse(payload)
+    return JSONResponse({**payload, **answer.first})
 
 
 async def _chunks(answer: Answer) -> AsyncGenerator[bytes, None]:
     """The streamed lines; an error becomes a last `{"error": ...}` line, as Ollama sends it."""
     status = 200
+    first = answer.first
     try:
         async for item in _timed(answer):
             event = item.event
             reason = finish_reason(event)
             if event.text:
-                yield ndjson(answer.chunk(event.text))
+                yield ndjson({**answer.chunk(event.text), **first})
+                first = {}
             if reason is not None:
-                yield ndjson(answer.final("", reason, event.completion_tokens))
+                yield ndjson({**answer.final("", reason, event.completion_tokens), **first})
     except InhouseError as exc:
         status = exc.status
         yield ndjson({"error": exc.message})

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from inhouse.api.generation.requests import SchemaDict
+from inhouse.api.generation.requests import KnowledgeOptions, SchemaDict
 
 # the bounds of the OpenAI schemas, so that a valid option is a valid sampling field
 Temperature = Annotated[float, Field(strict=True, ge=0.0, le=2.0, allow_inf_nan=False)]
@@ -69,6 +69,7 @@ class OllamaRequest(BaseModel):
 class ChatRequest(OllamaRequest):
     messages: list[Message] = Field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
+    knowledge: KnowledgeOptions | None = None  # an inhouse extension, as on /v1
 
 
 class GenerateRequest(OllamaRequest):

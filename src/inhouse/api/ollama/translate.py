@@ -75,6 +75,8 @@ def chat_body(req: ChatRequest, model: str) -> ChatCompletionRequest:
         raise InvalidRequest("images are not supported: this server's models read text only")
     messages = [{"role": m.role, "content": m.content or ""} for m in req.messages]
     fields = {"model": model, "messages": messages, **sampling_fields(req.options)}
+    if req.knowledge is not None:
+        fields["knowledge"] = req.knowledge.model_dump()
     return build(ChatCompletionRequest, fields)
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from inhouse.api.deps import app_state
+from inhouse.api.generation.grounding import citations
 from inhouse.api.generation.pipeline import Generation, client_gone
 from inhouse.api.generation.requests import ChatCompletionRequest
 from inhouse.api.generation.results import UsageCounter, finish_reason
@@ -27,7 +28,8 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     generation = await state.pipeline.chat(caller_of(request), "chat", body)
     meta = response_meta("chatcmpl", body.model, state.fingerprint)
     if body.stream:
-        chunks = _stream(generation, meta, body.include_usage())
+        first = {"citations": citations(generation.prepared.passages)} if body.knowledge else {}
+        chunks = _stream(generation, meta, body.include_usage(), first)
         return generation.stream(guarded_sse(chunks, generation.ending), "text/event-stream")
     result = await generation.collect(request)
     if result is None:
@@ -45,6 +47,8 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
             }
         )
     payload = {**meta, "object": "chat.completion", "choices": choices}
+    if body.knowledge is not None:
+        payload["citations"] = citations(generation.prepared.passages)
     payload["usage"] = result.usage(body.n)
     return JSONResponse(payload)
 
@@ -62,15 +66,18 @@ def _message(text: str, plan: ToolPlan) -> dict[str, Any]:
 
 
 async def _stream(
-    generation: Generation, meta: dict[str, Any], include_usage: bool
+    generation: Generation, meta: dict[str, Any], include_usage: bool, first: dict[str, Any]
 ) -> AsyncIterator[bytes]:
+    """The chunks; `first` adds fields to the first one (the citations of a grounded answer)."""
     base = {**meta, "object": "chat.completion.chunk"}
     if include_usage:
         base["usage"] = None
 
-    def chunk(index: int, delta: dict[str, Any], **extra: Any) -> bytes:
+    def chunk(
+        index: int, delta: dict[str, Any], top: dict[str, Any] | None = None, **extra: Any
+    ) -> bytes:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
-        return sse({**base, "choices": [{**choice, **extra}]})
+        return sse({**base, **(top or {}), "choices": [{**choice, **extra}]})
 
     def tool_chunks(index: int, calls: list[ParsedCall], parser: ToolCallParser) -> list[bytes]:
         first = len(parser.calls) - len(calls)
@@ -82,7 +89,7 @@ async def _stream(
     counter = UsageCounter(prepared, len(prepared.choices) // len(prepared.prompt_texts))
     parsers = [ToolCallParser(prepared.tools) for _ in prepared.choices]
     for i in range(len(prepared.choices)):
-        yield chunk(i, {"role": "assistant", "content": ""})
+        yield chunk(i, {"role": "assistant", "content": ""}, first if i == 0 else None)
     async for item in generation.events():
         event, parser = item.event, parsers[item.index]
         counter.add(item)
