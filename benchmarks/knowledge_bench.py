@@ -1,30 +1,32 @@
-"""Knowledge benchmark: ingestion speed, and query latency of hybrid vs vector vs keyword search.
+"""Knowledge benchmark: ingestion speed, retrieval quality, and query latency of hybrid vs vector
+vs keyword search.
 
 Ingestion: the standard library's documentation as `pydoc` renders it (text already on the
 machine), one file per module, through the real service (parse, chunk, embed, write).
+Quality (knowledge_quality.py): recall@5 and MRR of each mode for hand-written paraphrases of
+42 modules' purposes, on the ingested index, and of a grid of fusion variants.
 Latency: the index is then grown to `--chunks` chunks by copying those chunks (their real
 vectors, slightly perturbed) and timed per query, without the query's own embedding (timed
 apart). Vector search runs in SQL with sqlite-vec and, for comparison, in numpy. Prints a
 markdown table and writes JSON; it is a tool, never part of the test suite.
 
-    .venv/bin/python benchmarks/knowledge_bench.py                    # 60 modules, 10k chunks
-    .venv/bin/python benchmarks/knowledge_bench.py --modules 20 --chunks 2000   # a smoke run
+    .venv/bin/python benchmarks/knowledge_bench.py --chunks 10000 100000   # the full run
+    .venv/bin/python benchmarks/knowledge_bench.py --chunks 5000 --no-variants  # a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import pkgutil
 import pydoc
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import knowledge_quality as quality
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import select
@@ -64,21 +66,11 @@ class TimedEmbedder:
         return self.inner.count_tokens(texts)
 
 
-def write_corpus(folder: Path, modules: int) -> int:
-    names = sorted(
-        m.name for m in pkgutil.iter_modules() if m.module_finder.path.startswith(sys.base_prefix)
-    )  # type: ignore[union-attr]
-    written = 0
+def write_corpus(folder: Path, names: list[str]) -> int:
+    """One `<module>.txt` per module, as `pydoc` renders its documentation."""
     for name in names:
-        if written == modules or name.startswith("_") or name in ("antigravity", "this"):
-            continue
-        try:
-            text = pydoc.render_doc(name, renderer=pydoc.plaintext)
-        except (ImportError, pydoc.ErrorDuringImport, SyntaxError):
-            continue
-        (folder / f"{name}.txt").write_text(text)
-        written += 1
-    return written
+        (folder / f"{name}.txt").write_text(pydoc.render_doc(name, renderer=pydoc.plaintext))
+    return len(names)
 
 
 def ingest(db: Database, home: Path, folder: Path, embedder: TimedEmbedder) -> dict[str, Any]:
@@ -166,45 +158,74 @@ def latency(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modules", type=int, default=60)
     parser.add_argument("--chunks", type=int, nargs="+", default=[10_000])
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--no-variants", action="store_true", help="skip the fusion grid")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
     embedder = TimedEmbedder(MiniLMEmbedder(threads=args.threads))
     with tempfile.TemporaryDirectory() as tmp:
         folder, home = Path(tmp) / "corpus", Path(tmp) / "home"
         folder.mkdir()
         home.mkdir()
-        write_corpus(folder, args.modules)
+        write_corpus(folder, quality.modules())
         db = open_database(f"sqlite:///{home / 'inhouse.db'}")
-        result: dict[str, Any] = {"ingest": ingest(db, home, folder, embedder), "latency": {}}
-        with db.read() as session:
-            texts = list(session.scalars(select(KnowledgeChunk.text).limit(args.queries)))
-        queries = [" ".join(t.split()[3:15]) for t in texts]
-        start = time.perf_counter()
-        query_vectors = embedder.inner.embed(queries)
-        result["query_embed_ms"] = round((time.perf_counter() - start) * 1000 / len(queries), 2)
-        for size in sorted(args.chunks):
-            grow(db, size, rng)
-            result["latency"][size] = {
-                f"{mode.value}{'' if sql else ' (numpy)'}": latency(
-                    db, queries, query_vectors, mode, sql
-                )
-                for mode, sql in (
-                    (Mode.HYBRID, True),
-                    (Mode.VECTOR, True),
-                    (Mode.KEYWORD, True),
-                    (Mode.HYBRID, False),
-                    (Mode.VECTOR, False),
-                )
-            }
+        result: dict[str, Any] = {"ingest": ingest(db, home, folder, embedder)}
+        result["quality"] = measure_quality(db, embedder, not args.no_variants)
+        result.update(measure_latency(db, embedder, args.chunks, args.queries))
         db.close()
     report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def measure_quality(db: Database, embedder: TimedEmbedder, grid: bool) -> dict[str, Any]:
+    """Recall@5 and MRR per mode on the ingested corpus (before any copies are added)."""
+    readable = readable_ids(local_operator(), load_settings(None).knowledge, ["bench"])
+    vectors = embedder.inner.embed([q.text for q in quality.questions()])
+    measured: dict[str, Any] = {
+        "questions": len(vectors),
+        "shipped": quality.shipped(db, readable, vectors),
+    }
+    if grid:
+        measured["variants"] = quality.variants(db, readable, vectors)
+    return measured
+
+
+def measure_latency(
+    db: Database, embedder: TimedEmbedder, sizes: list[int], count: int
+) -> dict[str, Any]:
+    """p50/p99 per mode at each index size, for chunk fragments and for the paraphrases."""
+    rng = np.random.default_rng(0)
+    with db.read() as session:
+        texts = list(session.scalars(select(KnowledgeChunk.text).limit(count)))
+    sets = {
+        "fragments": [" ".join(t.split()[3:15]) for t in texts],
+        "questions": [q.text for q in quality.questions()],
+    }
+    start = time.perf_counter()
+    vectors = {name: embedder.inner.embed(queries) for name, queries in sets.items()}
+    embed_ms = (time.perf_counter() - start) * 1000 / sum(len(q) for q in sets.values())
+    table: dict[int, dict[str, Any]] = {}
+    for size in sorted(sizes):
+        grow(db, size, rng)
+        table[size] = {}
+        for name, queries in sets.items():
+            runs = RUNS if name == "fragments" else RUNS[:3]
+            for mode, sql in runs:
+                label = f"{mode.value}{'' if sql else ' (numpy)'}, {name}"
+                table[size][label] = latency(db, queries, vectors[name], mode, sql)
+    return {"query_embed_ms": round(embed_ms, 2), "latency": table}
+
+
+RUNS = (
+    (Mode.HYBRID, True),
+    (Mode.VECTOR, True),
+    (Mode.KEYWORD, True),
+    (Mode.HYBRID, False),
+    (Mode.VECTOR, False),
+)
 
 
 def report(result: dict[str, Any]) -> None:
@@ -214,8 +235,17 @@ def report(result: dict[str, Any]) -> None:
         f"{i['docs_per_s']} docs/s, {i['chunks_per_s']} chunks/s, "
         f"embedder {i['embedder_share']:.0%} of the time"
     )
-    print(f"query embedding: {result['query_embed_ms']} ms per query\n")
-    print("| chunks | search | p50 ms | p99 ms |\n|---:|---|---:|---:|")
+    q = result["quality"]
+    print(f"\nretrieval quality, {q['questions']} paraphrased questions, top 10 passages\n")
+    print("| search | recall@1 | recall@5 | recall@10 | MRR |\n|---|---:|---:|---:|---:|")
+    for mode, f in q["shipped"].items():
+        print(f"| {mode} | {f['recall@1']} | {f['recall@5']} | {f['recall@10']} | {f['mrr']} |")
+    if "variants" in q:
+        print("\n| fusion variant | recall@5 | MRR |\n|---|---:|---:|")
+        for name, f in sorted(q["variants"].items(), key=lambda v: -v[1]["mrr"]):
+            print(f"| {name} | {f['recall@5']} | {f['mrr']} |")
+    print(f"\nquery embedding: {result['query_embed_ms']} ms per query\n")
+    print("| chunks | search, queries | p50 ms | p99 ms |\n|---:|---|---:|---:|")
     for size, modes in result["latency"].items():
         for mode, figures in modes.items():
             print(f"| {size} | {mode} | {figures['p50_ms']} | {figures['p99_ms']} |")

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
 from inhouse.api.app import create_app
 from inhouse.auth.bootstrap import ensure_admin
@@ -64,6 +65,7 @@ def postgres_schema() -> Iterator[str]:
 
     schema = "t_" + uuid.uuid4().hex[:16]
     admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    enable_pgvector(admin)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     separator = "&" if "?" in POSTGRES_URL else "?"
@@ -73,6 +75,25 @@ def postgres_schema() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def enable_pgvector(admin: Engine) -> None:
+    """Create pgvector in `public` where the server has it, before any test schema could
+    (an extension lives in one schema: created in a test's, it would go with that schema)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    query = (
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'vector' AND installed_version IS NULL"
+    )
+    with admin.begin() as conn:
+        if conn.scalar(text(query)) is None:
+            return
+    try:
+        with admin.begin() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public"))
+    except DBAPIError:  # another test run created it at the same moment
+        pass
 
 
 @pytest.fixture

@@ -244,6 +244,19 @@ class KnowledgeSettings(BaseModel):
         description="Admins read every collection's content; off: only what their groups are "
         "granted, like everyone else.",
     )
+    files_dir: Path | None = Field(
+        None,
+        description="Where files uploaded over the API are kept (owner-only, named by content "
+        "hash); default: <home>/knowledge.",
+    )
+    connector_key_file: Path | None = Field(
+        None,
+        description="Key that seals SQL connectors' passwords (AES-GCM, hex, mode 600; created "
+        "if missing); default: connectors.key in the data directory.",
+    )
+    scheduled_syncs: bool = Field(
+        True, description="`inhouse serve` runs the connectors' syncs at their `--every` interval."
+    )
 
 
 class Settings(BaseSettings):
@@ -267,6 +280,15 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     costs: CostSettings = CostSettings()
     network: NetworkSettings = NetworkSettings()
+
+    @model_validator(mode="after")
+    def _knowledge_files_in_home(self) -> Settings:
+        # the knowledge service sees only its own section: tell it where the data directory is
+        if self.knowledge.files_dir is None:
+            self.knowledge.files_dir = self.home / "knowledge"
+        if self.knowledge.connector_key_file is None:
+            self.knowledge.connector_key_file = self.home / "connectors.key"
+        return self
 
     def database_url(self) -> str:
         """The store's URL: the configured one, or SQLite in the data directory."""

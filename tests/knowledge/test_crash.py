@@ -11,7 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select, text
 
-from inhouse.store.tables import KnowledgeChunk, KnowledgeDocument, KnowledgeVector
+from inhouse.knowledge import pgvector
+from inhouse.store.tables import KnowledgeChunk, KnowledgeDocument
 from tests.knowledge.conftest import ACTOR, Knowledge, write
 
 FILES = 40
@@ -24,11 +25,11 @@ def counts(k: Knowledge) -> dict[str, int]:
         "sources": select(func.count(func.distinct(KnowledgeDocument.source))),
         "claimed": select(func.coalesce(func.sum(KnowledgeDocument.chunk_count), 0)),
         "chunks": select(func.count()).select_from(KnowledgeChunk),
-        "vectors": select(func.count()).select_from(KnowledgeVector),
         "fulltext": text("SELECT count(*) FROM knowledge_fts"),
     }
     with k.db.read() as session:
-        return {name: int(session.scalar(query) or 0) for name, query in queries.items()}
+        found = {name: int(session.scalar(query) or 0) for name, query in queries.items()}
+        return found | {"vectors": pgvector.count(session)}
 
 
 def test_a_killed_ingestion_resumes_without_duplicates_or_orphans(

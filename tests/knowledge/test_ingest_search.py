@@ -11,13 +11,14 @@ from sqlalchemy import func, select
 from inhouse.auth.authenticate import local_operator
 from inhouse.embeddings.minilm import MiniLMEmbedder
 from inhouse.errors import InvalidRequest
+from inhouse.knowledge import pgvector
 from inhouse.knowledge.access import readable_ids
 from inhouse.knowledge.folders import resolve_inside
 from inhouse.knowledge.index import VEC_LOADED, sql_vectors
 from inhouse.knowledge.ingest import Outcome
 from inhouse.knowledge.search import Mode, vector_candidates
 from inhouse.store.db import Database
-from inhouse.store.tables import AuditEntry, KnowledgeChunk, KnowledgeVector
+from inhouse.store.tables import AuditEntry, KnowledgeChunk
 from tests.knowledge.conftest import ACTOR, Knowledge, build, write
 from tests.knowledge.files import tiny_pdf
 
@@ -81,7 +82,7 @@ def test_resync_skips_unchanged_replaces_changed_and_drops_deleted(
     assert all("Initech" not in h.text for h in hits)
     with knowledge.db.read() as session:
         chunks = session.scalar(select(func.count()).select_from(KnowledgeChunk))
-        vectors = session.scalar(select(func.count()).select_from(KnowledgeVector))
+        vectors = pgvector.count(session)
     assert chunks == vectors == len(knowledge.service.documents("docs")) + 1  # acme has 2
 
 

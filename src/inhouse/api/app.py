@@ -20,6 +20,7 @@ from inhouse.api.generation.pipeline import Pipeline
 from inhouse.api.generation.prepare import Preparer
 from inhouse.api.guard import guard
 from inhouse.api.housekeeping import housekeeping
+from inhouse.api.knowledge import router as knowledge_router
 from inhouse.api.metrics import Metrics
 from inhouse.api.middleware import DrainGate, RequestBody
 from inhouse.api.ollama import routers as ollama_routers
@@ -34,6 +35,7 @@ from inhouse.embeddings.service import EmbeddingService, GGUFEmbeddings
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.pool import EngineBuilder, ModelPool, ModelSpec
 from inhouse.governance.service import Governance
+from inhouse.knowledge.schedule import run_scheduled_syncs
 from inhouse.knowledge.service import KnowledgeService
 from inhouse.models.resolver import ModelResolver
 from inhouse.store.db import open_database
@@ -139,12 +141,19 @@ async def _lifespan(state: AppState) -> AsyncIterator[None]:
     await state.pool.engine(state.resolver.default())
     state.pool.start()
     chores = asyncio.create_task(housekeeping(state))
+    stop_syncs = asyncio.Event()
+    syncs = None
+    if state.settings.knowledge.scheduled_syncs:
+        syncs = asyncio.create_task(run_scheduled_syncs(state.knowledge, stop_syncs))
     try:
         yield
     finally:
         chores.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await chores
+        stop_syncs.set()
+        if syncs is not None:
+            await syncs  # a running sync stops at its next row, recorded as stopped
         await state.pool.close()
         state.governance.close()
         state.db.close()
@@ -152,7 +161,7 @@ async def _lifespan(state: AppState) -> AsyncIterator[None]:
 
 def _add_routes(app: FastAPI) -> None:
     openai_routers = (chat.router, completions.router, embeddings.router, models.router)
-    for router in (*openai_routers, *ollama_routers, *admin_routers):
+    for router in (*openai_routers, *ollama_routers, *admin_routers, knowledge_router):
         app.include_router(router)
     for path, endpoint in (("/health", health), ("/metrics", metrics)):
         app.add_api_route(

@@ -9,6 +9,10 @@
 - JSON text holding a lone UTF-16 surrogate (`"\\ud800"`) gets 400: Python decodes it into a
   `str` that cannot be encoded back, and every tokenizer, database driver or grammar fails on
   it far from the place where the client could be told.
+
+Uploads (`STREAMED`) are the exception: their route streams the body to disk under its own,
+larger limit, so the body is passed through unread; a client that pauses for `timeout_s`
+still gets 408.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from inhouse.api.errors import error_response
 from inhouse.errors import InhouseError, InvalidRequest, Overloaded, PayloadTooLarge
 
 THREAD_FROM_BYTES = 256 * 1024
+# POST routes that read (and bound) their own body: knowledge uploads
+STREAMED = re.compile(r"/v1/knowledge/collections/[^/]+/documents")
 
 # a `\uD800`-`\uDFFF` escape, a surrogate encoded as UTF-8 bytes (json.loads passes both),
 # or a NUL byte (JSON in UTF-16/32, which json.loads also accepts)
@@ -76,6 +82,9 @@ class RequestBody:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "POST" and STREAMED.fullmatch(scope["path"]):
+            await self.app(scope, _paced(receive, self.timeout_s), send)
+            return
         try:
             body = await self._read(scope, receive)
         except _Disconnected:
@@ -122,6 +131,28 @@ class RequestBody:
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"The request body is larger than {self.limit} bytes.")
+
+
+def _paced(receive: Receive, timeout_s: float) -> Receive:
+    """A receive that raises RequestTimeout when the next piece of the body takes longer than
+    `timeout_s` to arrive (the total is bounded by the route's size limit)."""
+    done = False
+
+    async def paced() -> Message:
+        nonlocal done
+        if done:
+            return await receive()
+        try:
+            async with asyncio.timeout(timeout_s):
+                message = await receive()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"No part of the request body arrived for {timeout_s:g} seconds."
+            ) from None
+        done = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+    return paced
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -11,10 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
-import secrets
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from sqlalchemy.orm import Session
 from inhouse.config import Settings
 from inhouse.errors import InhouseError
 from inhouse.store.db import Database
+from inhouse.store.private import secret_key
 from inhouse.store.tables import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
@@ -52,33 +50,10 @@ INSERT_CHECKPOINT = insert(CHECKPOINTS)
 
 def load_audit_key(path: Path) -> bytes:
     """The HMAC key in `path` (hex); created once (32 random bytes, mode 0600) if missing."""
-    if not path.exists():
-        _create_key(path)
-    text = path.read_text().strip()
     try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        raise InhouseError(f"the audit key file {path} does not hold a hex key") from None
-    if len(key) < MIN_KEY_BYTES:
-        raise InhouseError(f"the audit key in {path} is shorter than {MIN_KEY_BYTES} bytes")
-    return key
-
-
-def _create_key(path: Path) -> None:
-    """Write a new key without ever replacing one another process wrote first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".audit-key-")  # mode 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(KEY_BYTES) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        # link() fails if the name exists: a key another process created first wins
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(tmp)
+        return secret_key(path, KEY_BYTES, "the audit key", at_least=MIN_KEY_BYTES)
+    except ValueError as exc:
+        raise InhouseError(str(exc)) from None
 
 
 def _mac(key: bytes, message: str) -> str:

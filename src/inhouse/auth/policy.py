@@ -26,10 +26,18 @@ class Permission(enum.StrEnum):
     USAGE_ALL = "usage.all"  # everyone's usage and the savings report
     AUDIT_READ = "audit.read"  # verify and export the audit trail
     SYSTEM_READ = "system.read"  # doctor, settings overview
+    KNOWLEDGE_READ = "knowledge.read"  # search and list the collections one may read
+    KNOWLEDGE_MANAGE = "knowledge.manage"  # create, delete, upload to and sync collections
 
 
 _MEMBER = frozenset(
-    {Permission.SIGNED_IN, Permission.MODEL_USE, Permission.KEYS_OWN, Permission.USAGE_OWN}
+    {
+        Permission.SIGNED_IN,
+        Permission.MODEL_USE,
+        Permission.KEYS_OWN,
+        Permission.USAGE_OWN,
+        Permission.KNOWLEDGE_READ,
+    }
 )
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission) - {Permission.PUBLIC},

@@ -21,7 +21,11 @@ from inhouse.auth.authenticate import local_operator
 from inhouse.cli.context import audited_store, cli_actor
 from inhouse.cli.options import ConfigOpt, HomeOpt, refusals, settings_from
 from inhouse.embeddings.service import EmbeddingService
+from inhouse.errors import InvalidRequest
+from inhouse.knowledge.connectors import SourceConfig, parse_interval
+from inhouse.knowledge.evaluate import Evaluation, Question, as_json, parse_questions
 from inhouse.knowledge.ingest import Outcome
+from inhouse.knowledge.row_sync import Tally
 from inhouse.knowledge.search import Hit, Mode
 from inhouse.knowledge.service import KnowledgeService
 
@@ -30,6 +34,7 @@ knowledge_app = typer.Typer(
 )
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 SNIPPET_CHARS = 160
+PROGRESS_ROWS = 100  # `sync` reports every this many rows
 
 
 @contextmanager
@@ -65,6 +70,7 @@ COLLECTION_COLUMNS: dict[str, Callable[[Any], str]] = {
     ),
     "chunks": lambda c: str(c["chunks"]),
     "created": lambda c: _when(c["created_at"]),
+    "sync": lambda c: c["sync"]["status"] if c.get("sync") else "-",
 }
 DOCUMENT_COLUMNS: dict[str, Callable[[Any], str]] = {
     "id": lambda d: str(d["id"]),
@@ -142,6 +148,139 @@ def search(
             _table(hits, HIT_COLUMNS)
         else:
             typer.echo("no passage matches")
+
+
+@knowledge_app.command("eval")
+def eval_(
+    name: str,
+    questions: Annotated[Path, typer.Argument(help="JSON lines: {question, expected}.")],
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, max=100, help="Passages searched per question.")
+    ] = 10,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    as_json_: JsonOpt = False,
+) -> None:
+    """Recall@1/5/10 and MRR of hybrid, vector and keyword search on known questions."""
+    with _service(config, home) as service:
+        service.show(name)
+        evaluation = service.evaluate(
+            local_operator(), name, _questions(questions), top_k, actor=cli_actor()
+        )
+        if as_json_:
+            typer.echo(json.dumps(as_json(evaluation, name), indent=2))
+        else:
+            _eval_table(evaluation)
+
+
+def _questions(path: Path) -> list[Question]:
+    try:
+        return parse_questions(path.read_text(encoding="utf-8").splitlines())
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"{_shown(str(path))} is not UTF-8 text") from None
+
+
+def _figure(metric: str) -> Callable[[dict[str, Any]], str]:
+    return lambda row: f"{row[metric]:.3f}"
+
+
+def _eval_table(evaluation: Evaluation) -> None:
+    rows = [{"mode": mode.value, **figures} for mode, figures in evaluation.metrics.items()]
+    columns: dict[str, Callable[[Any], str]] = {"mode": lambda r: r["mode"]}
+    for metric in list(rows[0])[1:]:
+        columns[metric] = _figure(metric)
+    typer.echo(f"{len(evaluation.questions)} questions, top {evaluation.top_k} passages")
+    _table(rows, columns)
+
+
+@knowledge_app.command("connect")
+def connect(
+    name: str,
+    url: Annotated[
+        str, typer.Option("--url", help="SQLAlchemy URL: postgresql://... or sqlite:///file.db")
+    ],
+    query: Annotated[
+        str | None, typer.Option("--query", help="One SELECT; each row a document.")
+    ] = None,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="A table to read whole (repeatable).")
+    ] = None,
+    every: Annotated[
+        str | None, typer.Option("--every", help="Sync interval under `inhouse serve` (15m, 1h).")
+    ] = None,
+    id_column: Annotated[
+        str, typer.Option("--id-column", help="The column naming each row.")
+    ] = "id",
+    updated_column: Annotated[
+        str | None,
+        typer.Option(
+            "--updated-column", help="Sync only rows changed since the last sync by this column."
+        ),
+    ] = None,
+    allow_writable: Annotated[
+        bool,
+        typer.Option(
+            "--allow-writable", help="Accept a user who can write (reads stay read-only)."
+        ),
+    ] = False,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group", help="Create the collection for this owner group if it does not exist."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Feed a collection from a SQL database, read-only; the password is stored sealed."""
+    with _service(config, home) as service:
+        interval = parse_interval(every) if every is not None else None
+        source = SourceConfig(
+            url, query, tuple(table or ()), id_column, updated_column, interval, allow_writable
+        )
+        status = service.connect(cli_actor(), name, source, group)
+    schedule = f", every {_duration(status['every_s'])}" if status["every_s"] else ""
+    typer.echo(f"connected {name} to {status['url']}{schedule}; run: inhouse knowledge sync {name}")
+
+
+@knowledge_app.command("sync")
+def sync(
+    name: str, config: ConfigOpt = None, home: HomeOpt = None, as_json_: JsonOpt = False
+) -> None:
+    """Sync a collection from its SQL source: changed rows re-embedded, deleted rows removed."""
+
+    def progress(tally: Tally) -> None:
+        if tally.seen % PROGRESS_ROWS == 0:
+            typer.echo(f"{tally.seen} rows read, {tally.changed} changed", err=True)
+
+    with _service(config, home) as service:
+        status = service.sync(cli_actor(), name, progress)
+    if as_json_:
+        typer.echo(json.dumps(status, indent=2))
+    else:
+        typer.echo(_sync_line(status))
+    if status["status"] != "ok":
+        typer.secho(f"error: sync of {name} failed: {status['last_error']}", fg="red", err=True)
+        raise typer.Exit(1)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _sync_line(status: dict[str, Any] | None) -> str:
+    if status is None:
+        return "-"
+    line = f"{status['status']}"
+    if status["finished_at"]:
+        line += f" {_when(status['finished_at'])}"
+    return (
+        f"{line}: {status['rows_seen']} rows read, {status['rows_changed']} changed, "
+        f"{status['rows_removed']} removed"
+    )
 
 
 @knowledge_app.command("list")

@@ -3,6 +3,7 @@
 Full-text rows live in `knowledge_fts`: an FTS5 table on SQLite (rowid = chunk id, no copy
 of the text), a tsvector table on PostgreSQL. Vectors are float32 blobs; on SQLite the
 sqlite-vec extension (loaded into each connection on first use) computes distances in SQL.
+On PostgreSQL with pgvector, vectors live in a pgvector column instead (see pgvector.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy.typing as npt
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 
+from inhouse.knowledge import pgvector
 from inhouse.knowledge.chunking import Chunk
 from inhouse.store.db import Database
 from inhouse.store.tables import KnowledgeChunk, KnowledgeVector
@@ -83,11 +85,15 @@ def write_chunks(
     ]
     statement = insert(KnowledgeChunk).returning(KnowledgeChunk.id, sort_by_parameter_order=True)
     ids = list(session.scalars(statement, rows))
-    vector_rows = [
-        {"chunk_id": i, "collection_id": collection_id, "embedding": v.astype("<f4").tobytes()}
-        for i, v in zip(ids, vectors, strict=True)
-    ]
-    session.execute(insert(KnowledgeVector), vector_rows)
+    in_pgvector = pgvector.prepare(session, vectors.shape[1])
+    if in_pgvector is not None:
+        pgvector.store(session, in_pgvector, ids, [collection_id] * len(ids), vectors)
+    else:
+        vector_rows = [
+            {"chunk_id": i, "collection_id": collection_id, "embedding": v.astype("<f4").tobytes()}
+            for i, v in zip(ids, vectors, strict=True)
+        ]
+        session.execute(insert(KnowledgeVector), vector_rows)
     fts_rows = [
         {"id": i, "collection_id": collection_id, "text": c.text}
         for i, c in zip(ids, chunks, strict=True)
@@ -121,8 +127,10 @@ def merge_fulltext(session: Session) -> None:
 
 def flush_log(db: Database) -> None:
     """After a deleting commit on SQLite: copy the WAL into the database and truncate it, so
-    no old page image of deleted rows stays in the -wal file (best effort: readers may hold it)."""
+    no old page image of deleted rows stays in the -wal file (best effort: readers may hold it).
+    On PostgreSQL: rewrite the knowledge tables (VACUUM FULL), see pgvector.vacuum."""
     if db.dialect != "sqlite":
+        pgvector.vacuum(db)
         return
     with db.engine.connect() as connection:
         connection.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]

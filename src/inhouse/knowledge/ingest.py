@@ -22,7 +22,7 @@ from inhouse.audit.trail import AuditTrail
 from inhouse.config import KnowledgeSettings
 from inhouse.embeddings.minilm import MAX_TOKENS
 from inhouse.embeddings.service import Embedder
-from inhouse.knowledge.blocks import ParseError
+from inhouse.knowledge.blocks import Parsed, ParseError
 from inhouse.knowledge.chunking import Chunk, chunk
 from inhouse.knowledge.index import delete_chunks, write_chunks
 from inhouse.knowledge.parsers import parse
@@ -54,12 +54,23 @@ class Version:
 
 
 @dataclass(frozen=True)
+class Built:
+    """A document a connector made (not a file): its source name, blocks and content hash."""
+
+    source: str
+    parsed: Parsed
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Target:
     """The collection documents go into, and who is adding them (for the audit trail)."""
 
     collection_id: int
     collection: str
     actor: str
+    ip: str | None = None  # the client's address, for changes made over the API
 
 
 def content_tokens(embedder: Embedder) -> Callable[[Sequence[str]], list[int]]:
@@ -99,6 +110,39 @@ class Ingestor:
         except ParseError as exc:
             failed = Version(digest, len(data), error=exc.message)
             return self._write(target, source, failed), exc.message
+        return self._write(target, source, self._version(parsed, digest, len(data))), None
+
+    def ingest_built(self, target: Target, documents: Sequence[Built]) -> list[Outcome]:
+        """Index documents a connector built (database rows), each in its own transaction;
+        those whose digest is the one indexed already are skipped. The changed ones are
+        embedded together (one model call), which is what makes many small rows fast."""
+        query = select(KnowledgeDocument.source, KnowledgeDocument.content_hash).where(
+            KnowledgeDocument.collection_id == target.collection_id,
+            KnowledgeDocument.source.in_([d.source for d in documents]),
+        )
+        with self.db.read() as session:
+            indexed = {source: digest for source, digest in session.execute(query)}
+        changed = [d for d in documents if indexed.get(d.source) != d.digest]
+        if not changed:
+            return [Outcome.UNCHANGED] * len(documents)
+        embedder = self._embedder()
+        count = content_tokens(embedder)
+        chunked = [
+            chunk(d.parsed, count, self.settings.chunk_tokens, self.settings.overlap_tokens)
+            for d in changed
+        ]
+        vectors = embedder.embed([c.text for chunks in chunked for c in chunks])
+        outcomes = dict.fromkeys((d.source for d in documents), Outcome.UNCHANGED)
+        start = 0
+        for document, chunks in zip(changed, chunked, strict=True):
+            mine = vectors[start : start + len(chunks)]
+            start += len(chunks)
+            version = Version(document.digest, document.size, document.parsed.title, chunks, mine)
+            outcomes[document.source] = self._write(target, document.source, version)
+        return [outcomes[d.source] for d in documents]
+
+    def _version(self, parsed: Parsed, digest: str, size: int) -> Version:
+        """Chunk and embed `parsed` (the slow part, outside any transaction)."""
         embedder = self._embedder()
         chunks = chunk(
             parsed,
@@ -107,8 +151,7 @@ class Ingestor:
             self.settings.overlap_tokens,
         )
         vectors = embedder.embed([c.text for c in chunks])
-        version = Version(digest, len(data), parsed.title, chunks, vectors)
-        return self._write(target, source, version), None
+        return Version(digest, size, parsed.title, chunks, vectors)
 
     def fail(self, target: Target, source: str, reason: str) -> Outcome:
         """Record that `source` could not be taken in (its old chunks, if any, are removed)."""
@@ -141,7 +184,7 @@ class Ingestor:
             detail = {"collection": target.collection, "document": document.id, "source": source}
             detail |= {"error": error} if error else {"chunks": len(version.chunks)}
             self.audit.record(
-                session, target.actor, f"knowledge.document.{outcome}", source, detail
+                session, target.actor, f"knowledge.document.{outcome}", source, detail, target.ip
             )
         return outcome
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import tempfile
 from pathlib import Path
 
 DIR_MODE = 0o700
@@ -51,3 +53,34 @@ def _tighten(fd: int) -> None:
     if os.fstat(fd).st_mode & 0o077:
         with contextlib.suppress(PermissionError):  # not ours: only its owner may chmod it
             os.fchmod(fd, FILE_MODE)
+
+
+def secret_key(path: Path, size: int, what: str, *, at_least: int | None = None) -> bytes:
+    """The hex key in `path` (mode 0600), created once with `size` random bytes if missing;
+    ValueError, naming it as `what` ("the audit key"), unless it holds at least `at_least`
+    (default: `size`) bytes of hex."""
+    if not path.exists():
+        _create_key(path, size)
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except ValueError:
+        raise ValueError(f"{what} file {path} does not hold a hex key") from None
+    if len(key) < (at_least or size):
+        raise ValueError(f"{what} in {path} is shorter than {at_least or size} bytes")
+    return key
+
+
+def _create_key(path: Path, size: int) -> None:
+    """Write a new key without ever replacing one another process wrote first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(size) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # fails if the name exists: a key another process made first wins
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)

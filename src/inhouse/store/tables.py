@@ -262,6 +262,38 @@ class KnowledgeChunk(Base):
     token_count: Mapped[int] = mapped_column(Integer)
 
 
+class KnowledgeConnector(Base):
+    """A collection's SQL source and its sync bookkeeping. `url` never holds the password:
+    that is sealed (AES-GCM, key outside the database) in `secret`."""
+
+    __tablename__ = "knowledge_connectors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("knowledge_collections.id", ondelete="CASCADE"), unique=True
+    )
+    url: Mapped[str] = mapped_column(String(2048))  # without the password
+    secret: Mapped[str | None] = mapped_column(Text, default=None)
+    query: Mapped[str | None] = mapped_column(Text, default=None)
+    tables: Mapped[list[str]] = mapped_column(JSON, default=list)
+    id_column: Mapped[str] = mapped_column(String(128))
+    updated_column: Mapped[str | None] = mapped_column(String(128), default=None)
+    every_s: Mapped[float | None] = mapped_column(Float, default=None)
+    allow_writable: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    # bookkeeping: `status` is never | running | ok | failed; `marks` the high-water marks
+    status: Mapped[str] = mapped_column(String(16), default="never")
+    started_at: Mapped[float | None] = mapped_column(Float, default=None)
+    finished_at: Mapped[float | None] = mapped_column(Float, default=None)
+    progress_at: Mapped[float | None] = mapped_column(Float, default=None)
+    rows_seen: Mapped[int] = mapped_column(Integer, default=0)
+    rows_changed: Mapped[int] = mapped_column(Integer, default=0)
+    rows_removed: Mapped[int] = mapped_column(Integer, default=0)
+    rows_failed: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    marks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 class KnowledgeVector(Base):
     """A chunk's embedding: float32 little-endian, L2-normalized (cosine = dot product)."""
 
