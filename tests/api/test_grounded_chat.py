@@ -20,7 +20,7 @@ from inhouse.auth.directory import Directory
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.request import GenerationRequest
 from inhouse.models.resolver import SingleModel
-from inhouse.store.tables import AuditEntry
+from inhouse.store.tables import AuditEntry, ContentRecord
 from tests.conftest import Served, admin_key, fake_engine, make_settings, serve
 from tests.fakes import FakeRunner
 
@@ -59,10 +59,10 @@ def _recording(runner: FakeRunner, prompts: list[str]) -> AsyncEngine:
 
 
 @pytest.fixture
-def grounded(tmp_path: Path) -> Iterator[Grounded]:
+def grounded(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Grounded]:
     prompts: list[str] = []
     runner = FakeRunner(kv_cells=8192)
-    settings = make_settings(tmp_path / "home")
+    settings = make_settings(tmp_path / "home", **getattr(request, "param", {}))
     app = create_app(
         settings,
         resolver=SingleModel("fake", Path("/dev/null")),
@@ -224,3 +224,19 @@ def test_every_retrieval_is_in_the_audit_trail(grounded: Grounded) -> None:
     assert entry is not None and entry.actor.startswith("user:lena")
     detail = entry.detail
     assert detail["collections"] == ["contracts"] and len(detail["documents"]) == 1
+
+
+@pytest.mark.parametrize("grounded", [{"ledger": {"log_content": True}}], indirect=True)
+def test_the_content_log_keeps_which_passages_were_used_not_their_text(
+    grounded: Grounded,
+) -> None:
+    reply = ask(grounded, "lena", "termination notice period", ["contracts"])
+    document = reply.model_extra["citations"][0]["document"]
+    state = grounded.served.app.state.inhouse
+    state.governance.writer.flush()
+    with state.db.read() as session:
+        logged = session.scalars(select(ContentRecord.prompt)).all()
+    assert len(logged) == 1
+    assert "termination notice period" in logged[0]
+    assert f"contracts document {document}" in logged[0]
+    assert "forty-seven" not in logged[0]

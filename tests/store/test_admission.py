@@ -9,7 +9,7 @@ import pytest
 
 from inhouse.auth.limits import SubjectLimits
 from inhouse.errors import QuotaExceeded
-from inhouse.ledger.admission import quota_book
+from inhouse.ledger.admission import WouldBlock, quota_book
 from inhouse.store.db import Database
 from inhouse.store.tables import UsageRecord
 
@@ -73,3 +73,23 @@ def test_a_new_counter_starts_from_the_usage_ledger(db: Database) -> None:
         book.reserve((KEY,), 200)  # 900 already used today
     assert "900 of its 1000 tokens today" in info.value.message
     assert book.reserve((KEY,), 100) is not None
+
+
+def test_a_reservation_that_needs_the_database_is_left_to_a_thread(db: Database) -> None:
+    """The event loop asks with may_block=False: it gets WouldBlock (nothing held) whenever
+    the book would read or write the database, and an answer from memory otherwise."""
+    seeds: list[int] = []
+    book = quota_book(db, flush=lambda: seeds.append(1))
+    with pytest.raises(WouldBlock):
+        book.reserve((KEY,), 300, may_block=False)  # a new counter: seeded from the ledger
+    assert seeds == []
+    assert book.reserve((KEY,), 300) is not None
+    if db.dialect == "postgresql":  # every reservation is a transaction
+        with pytest.raises(WouldBlock):
+            book.reserve((KEY,), 300, may_block=False)
+    else:  # seeded: in memory from now on
+        assert book.reserve((KEY,), 300, may_block=False) is not None
+        assert book.reserve((KEY,), 300, may_block=False) is not None
+        with pytest.raises(QuotaExceeded):
+            book.reserve((KEY,), 300, may_block=False)
+    assert book.reserve((), 300, may_block=False) is None  # no limits: nothing to hold

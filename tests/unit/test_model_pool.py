@@ -15,7 +15,7 @@ import pytest
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.pool import ModelPool, ModelSpec
 from inhouse.engine.request import FinishReason, GenerationRequest, SamplingParams, TokenEvent
-from inhouse.errors import Overloaded
+from inhouse.errors import EngineDead, Overloaded
 from tests.conftest import fake_engine
 from tests.fakes import FakeRunner
 
@@ -142,6 +142,35 @@ async def test_a_model_loaded_while_another_closes_slowly_is_not_reaped_before_i
         assert names(pool) == ["new"]
     finally:
         lease.release()
+
+
+async def test_a_model_still_making_room_when_the_pool_closes_is_closed_too(
+    pools: list[ModelPool],
+) -> None:
+    built: list[AsyncEngine] = []
+    build = Builder()
+
+    def keep(spec: ModelSpec) -> AsyncEngine:
+        engine = build(spec)
+        built.append(engine)
+        return engine
+
+    pool = ModelPool(keep, budget_bytes=int(1.5 * MODEL_BYTES), keep_alive_s=300)
+    old = await pool.engine(spec("old"))
+    close = old.close
+
+    def slow_close(timeout: float = 10.0) -> None:
+        time.sleep(0.5)
+        close(timeout)
+
+    old.close = slow_close  # type: ignore[method-assign]
+    loading = asyncio.create_task(pool.engine(spec("new")))
+    while len(built) < 2:  # "new" is built and now waits for "old" to make room
+        await asyncio.sleep(0.01)
+    await pool.close()
+    with pytest.raises(EngineDead):
+        await loading
+    assert not any(engine.alive for engine in built)
 
 
 async def test_idle_models_are_unloaded_but_not_the_pinned_one(pools: list[ModelPool]) -> None:

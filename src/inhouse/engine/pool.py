@@ -11,6 +11,7 @@ from pathlib import Path
 
 from inhouse.engine.client import AsyncEngine
 from inhouse.engine.protocol import Lease
+from inhouse.errors import EngineDead
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class ModelPool:
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._later: set[asyncio.Task[bool]] = set()  # unloads waiting for their leases
+        self._joining: dict[str, int] = {}  # loaded, waiting for room: name -> bytes
+        self._closed = False
 
     @property
     def loaded(self) -> list[Loaded]:
@@ -110,14 +113,24 @@ class ModelPool:
         log.info("loaded %s in %.2f s", spec.name, loaded.load_seconds)
         # the others make room before it joins the pool: while they drain, an engine nobody
         # holds yet must not look idle to the reaper
-        await self._fit_budget(extra=loaded.memory_bytes)
+        self._joining[spec.name] = loaded.memory_bytes
+        try:
+            await self._fit_budget()
+            if self._closed:
+                raise EngineDead("the server is shutting down")
+        except BaseException:
+            await asyncio.to_thread(engine.close)  # in no pool: nobody else would close it
+            raise
+        finally:
+            del self._joining[spec.name]
         loaded.last_used = time.monotonic()
         self._loaded[spec.name] = loaded
         return loaded
 
-    async def _fit_budget(self, extra: int) -> None:
-        """Unload least recently used idle models until they and `extra` bytes fit the budget."""
-        while self.used_bytes + extra > self.budget_bytes:
+    async def _fit_budget(self) -> None:
+        """Unload least recently used idle models until they and the models waiting to join
+        fit the budget."""
+        while self.used_bytes + sum(self._joining.values()) > self.budget_bytes:
             idle = [m for m in self._loaded.values() if not m.busy]
             if not idle:
                 if self._loaded:
@@ -170,6 +183,7 @@ class ModelPool:
                     await self._unload(loaded, f"idle {idle_for:.0f} s")
 
     async def close(self) -> None:
+        self._closed = True  # a load still making room closes its engine itself
         for task in [self._reaper, *self._later]:
             if task is not None:
                 task.cancel()

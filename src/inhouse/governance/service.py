@@ -15,7 +15,7 @@ from inhouse.auth.policy import Principal, require_model
 from inhouse.governance.admission import Admission
 from inhouse.governance.budget import Budget
 from inhouse.governance.settlement import Settlement, unsettled
-from inhouse.ledger.admission import quota_book
+from inhouse.ledger.admission import WouldBlock, quota_book
 from inhouse.ledger.usage import Outcome, write_usage
 from inhouse.store.db import Database
 from inhouse.store.spill import Spill
@@ -63,9 +63,9 @@ class Governance:
         reservation = None
         if self.enabled:
             limits, tokens = principal.limits, budget.tokens
-            if self.quotas.in_memory(limits):
-                reservation = self.quotas.reserve(limits, tokens)
-            else:
+            try:
+                reservation = self.quotas.reserve(limits, tokens, may_block=False)
+            except WouldBlock:
                 reservation = await anyio.to_thread.run_sync(self.quotas.reserve, limits, tokens)
         return Admission(
             principal,

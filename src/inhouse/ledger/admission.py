@@ -26,13 +26,16 @@ from inhouse.store.db import Database
 Counter = tuple[str, int, str]  # (scope, subject id, window)
 
 
-class QuotaBook(Protocol):
-    def in_memory(self, limits: tuple[SubjectLimits, ...]) -> bool:
-        """Whether `reserve` for these limits answers from memory, touching no database
-        (the caller may then skip the hop to a worker thread)."""
+class WouldBlock(Exception):
+    """`reserve(..., may_block=False)` needs the database: call it again from a thread."""
 
-    def reserve(self, limits: tuple[SubjectLimits, ...], tokens: int) -> str | None:
-        """Hold the request's worst case on every limit, or raise QuotaExceeded."""
+
+class QuotaBook(Protocol):
+    def reserve(
+        self, limits: tuple[SubjectLimits, ...], tokens: int, *, may_block: bool = True
+    ) -> str | None:
+        """Hold the request's worst case on every limit, or raise QuotaExceeded. With
+        `may_block` False it answers only from memory, or raises WouldBlock (nothing held)."""
 
     def release(self, reservation: str | None, tokens: int) -> None:
         """At the request's end: what it really used replaces what it held."""
@@ -52,12 +55,13 @@ class DatabaseBook:
         self.flush = flush
         self._known: set[Counter] = set()
 
-    def in_memory(self, limits: tuple[SubjectLimits, ...]) -> bool:
-        return not limits
-
-    def reserve(self, limits: tuple[SubjectLimits, ...], tokens: int) -> str | None:
+    def reserve(
+        self, limits: tuple[SubjectLimits, ...], tokens: int, *, may_block: bool = True
+    ) -> str | None:
         if not limits:
             return None
+        if not may_block:
+            raise WouldBlock
         counters = {c.counter for c in claims_for(limits, tokens, time.time())}
         if not counters <= self._known:
             self.flush()  # a new counter is seeded from the ledger: let it be complete
@@ -87,14 +91,9 @@ class MemoryBook:
         self._ends: dict[Counter, float] = {}
         self._held: dict[str, tuple[tuple[Counter, ...], int]] = {}
 
-    def in_memory(self, limits: tuple[SubjectLimits, ...]) -> bool:
-        """True once every counter of `limits` is seeded (a new one reads the ledger)."""
-        if not limits:
-            return True
-        counters = [c.counter for c in claims_for(limits, 1, time.time())]
-        return all(counter in self._totals for counter in counters)
-
-    def reserve(self, limits: tuple[SubjectLimits, ...], tokens: int) -> str | None:
+    def reserve(
+        self, limits: tuple[SubjectLimits, ...], tokens: int, *, may_block: bool = True
+    ) -> str | None:
         if not limits:
             return None
         now = time.time()
@@ -104,6 +103,8 @@ class MemoryBook:
                 raise exceeded(claim, 0, now)
         missing = [c for c in claims if c.counter not in self._totals]
         if missing:
+            if not may_block:  # a new counter is seeded from the ledger (a flush, a read)
+                raise WouldBlock
             self._seed(missing)
         with self._lock:
             for claim in claims:

@@ -65,6 +65,14 @@ def grounded(messages: list[Message], passages: Sequence[Hit], tag: str) -> list
     return [{"role": "system", "content": text}, *messages]
 
 
+def logged_prompt(messages: list[Message], passages: Sequence[Hit]) -> str:
+    """What the content log keeps of a grounded prompt: the conversation and which passages
+    it drew on, never their text (a deleted document must leave no copy behind)."""
+    turns = "\n\n".join(f"{m.get('role')}: {m.get('content', '')}" for m in messages)
+    used = ", ".join(f"{h.collection} document {h.document_id}" for h in passages)
+    return f"{turns}\n\n[grounded in: {used}]"
+
+
 def new_tag() -> str:
     """A fence tag no document can know in advance, so none can close its own fence."""
     return "passage-" + secrets.token_hex(4)

@@ -104,7 +104,7 @@ class Pipeline:
             prepared.prompt_tokens,
             sum(choice.params.max_tokens for choice in prepared.choices),
             len(prepared.choices),
-            "\n\n".join(prepared.prompt_texts) if keep else "",
+            "\n\n".join(prepared.logged_texts or prepared.prompt_texts) if keep else "",
         )
 
 

@@ -18,7 +18,7 @@ from inhouse.errors import ContextLengthExceeded, InvalidRequest
 from inhouse.knowledge.search import Hit
 from inhouse.models.resolver import ModelResolver
 
-from .grounding import grounded, new_tag
+from .grounding import grounded, logged_prompt, new_tag
 from .requests import ChatCompletionRequest, CompletionRequest, SamplingFields
 from .tools import NO_TOOLS, ToolPlan, call_grammar, plan_tools, render_messages, tool_dicts
 
@@ -40,6 +40,7 @@ class Prepared:
     prompt_texts: list[str]
     tools: ToolPlan = NO_TOOLS
     passages: tuple[Hit, ...] = ()  # knowledge passages in the prompt, best first
+    logged_texts: list[str] | None = None  # what the content log keeps; None: prompt_texts
 
     @property
     def engine(self) -> EngineClient:
@@ -118,7 +119,8 @@ class Preparer:
         if body.top_logprobs is not None and not body.logprobs:
             raise InvalidRequest("top_logprobs requires logprobs to be true", param="top_logprobs")
         prepared = self._prepare(lease, body, [tokens], body.token_limit(), top, [text], grammar)
-        return replace(prepared, tools=plan, passages=used)
+        logged = [logged_prompt(messages, used)] if used else None
+        return replace(prepared, tools=plan, passages=used, logged_texts=logged)
 
     @staticmethod
     async def _render_grounded(
@@ -134,8 +136,17 @@ class Preparer:
             return await engine.render_chat(messages, tools), ()
         limit = engine.max_context - (max_tokens or min(ANSWER_ROOM, engine.max_context // 4))
         tag = new_tag()
-        best = await engine.render_chat(grounded(messages, passages[:1], tag), tools)
-        if len(best.tokens) > limit:
+
+        async def render(kept: Sequence[Hit]) -> RenderedChat | None:
+            """The grounded prompt; None when a passage holds control-token text that this
+            model's template cannot keep apart (that passage is left out, like one too long)."""
+            try:
+                return await engine.render_chat(grounded(messages, kept, tag), tools)
+            except InvalidRequest:
+                return None
+
+        best = await render(passages[:1])
+        if best is None or len(best.tokens) > limit:
             return await engine.render_chat(messages, tools), ()
         # a guess from each further passage's own size; then the rendered prompt decides
         kept, room = [passages[0]], limit - len(best.tokens)
@@ -145,8 +156,8 @@ class Preparer:
                 break
             kept.append(hit)
         while len(kept) > 1:
-            rendered = await engine.render_chat(grounded(messages, kept, tag), tools)
-            if len(rendered.tokens) <= limit:
+            rendered = await render(kept)
+            if rendered is not None and len(rendered.tokens) <= limit:
                 return rendered, tuple(kept)
             kept.pop()
         return best, (passages[0],)

@@ -90,9 +90,11 @@ async def respond(request: Request, answer: Answer, stream: bool) -> Response:
     A client that goes away aborts the generation, streaming or not."""
     if stream:
         return answer.generation.stream(_chunks(answer), "application/x-ndjson")
-    result = await answer.generation.collect(request, _timed(answer))
-    if answer.after is not None:
-        await answer.after()
+    try:
+        result = await answer.generation.collect(request, _timed(answer))
+    finally:  # keep_alive 0 unloads the model however the generation ended
+        if answer.after is not None:
+            await answer.after()
     if result is None:
         return client_gone()
     choice = result.choices[0]
