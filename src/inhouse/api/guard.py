@@ -62,8 +62,8 @@ def client_ip(request: Request) -> str | None:
 
 
 async def authenticate(request: Request) -> Principal:
-    """The caller's principal. The store is read in a worker thread: a slow database must
-    not stall the event loop and every stream it serves."""
+    """The caller's principal. A database server is read in a worker thread: a slow database
+    must not stall the event loop and every stream it serves (see auth/credentials.py)."""
     state = app_state(request)
     if not state.settings.auth.enabled:
         return local_operator()
@@ -85,6 +85,8 @@ async def authenticate(request: Request) -> Principal:
 
 async def _checked(request: Request, check: Callable[[str], T], credential: str) -> T:
     try:
+        if app_state(request).credentials.inline:
+            return check(credential)
         return await anyio.to_thread.run_sync(check, credential)
     except Unauthorized as exc:
         await _refused(request, exc.code or "invalid")

@@ -1,5 +1,10 @@
 """Credentials checked against the store, each in its own transaction; a refused credential
-is written to the audit trail (what was sent never is). Blocking: call from a worker thread."""
+is written to the audit trail (what was sent never is).
+
+Blocking. A store in this process's own file (SQLite) answers an indexed read in a fraction
+of a millisecond, less than a hop to a worker thread and back, and never waits on the
+network: `inline` says so, and the caller may check there. A database server (PostgreSQL)
+can be slow or far: check from a worker thread."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ class Credentials:
     def __init__(self, db: Database, audit: AuditTrail) -> None:
         self.db = db
         self.audit = audit
+        self.inline = db.dialect == "sqlite"
 
     def by_key(self, secret: str) -> Principal:
         """The principal of an API key, or Unauthorized."""
