@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from inhouse.audit.trail import AuditTrail
@@ -25,7 +25,17 @@ from inhouse.config import KnowledgeSettings
 from inhouse.embeddings.service import Embedder
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.knowledge.access import may_read, readable_ids
-from inhouse.knowledge.connectors import Connectors, SourceConfig, connector_view
+from inhouse.knowledge.catalog import (
+    by_source,
+    document_view,
+    find_collection,
+    find_document,
+    get_collection,
+    readers,
+    storable,
+    summary,
+)
+from inhouse.knowledge.connectors import Connectors, SourceConfig
 from inhouse.knowledge.evaluate import Evaluation, Question, evaluate
 from inhouse.knowledge.folders import Unreadable, read_bounded, walk
 from inhouse.knowledge.index import delete_chunks, flush_log, merge_fulltext
@@ -36,14 +46,12 @@ from inhouse.knowledge.uploads import Receiving, UploadStore, upload_source
 from inhouse.knowledge.vault import Vault
 from inhouse.store.db import Database
 from inhouse.store.tables import (
-    Group,
     GroupCollection,
     KnowledgeCollection,
     KnowledgeDocument,
 )
 
 MAX_TOP_K = 100
-MAX_SOURCE_BYTES = 1024  # KnowledgeDocument.source
 
 
 @dataclass
@@ -82,7 +90,7 @@ class KnowledgeService:
         """A new, empty collection; its owner group is granted read access."""
         check_name("collection", name)
         with self.db.write() as session:
-            if _find(session, name) is not None:
+            if find_collection(session, name) is not None:
                 raise Conflict(f"a collection named {name!r} exists already")
             directory = Directory(session, self.audit, actor, ip)
             owner = directory.group(group)
@@ -97,7 +105,7 @@ class KnowledgeService:
         """Every collection with its owner, readers and sizes (no content)."""
         with self.db.read() as session:
             query = select(KnowledgeCollection).order_by(KnowledgeCollection.name)
-            return [_summary(session, c) for c in list(session.scalars(query))]
+            return [summary(session, c) for c in list(session.scalars(query))]
 
     def readable(self, principal: Principal) -> set[str]:
         """The names of the collections whose content the principal may read."""
@@ -107,23 +115,23 @@ class KnowledgeService:
 
     def show(self, name: str) -> dict[str, Any]:
         with self.db.read() as session:
-            return _summary(session, _get(session, name))
+            return summary(session, get_collection(session, name))
 
     def documents(self, name: str) -> list[dict[str, Any]]:
         with self.db.read() as session:
-            collection = _get(session, name)
+            collection = get_collection(session, name)
             rows = session.scalars(
                 select(KnowledgeDocument)
                 .where(KnowledgeDocument.collection_id == collection.id)
                 .order_by(KnowledgeDocument.source)
             )
-            return [_document_view(d) for d in rows]
+            return [document_view(d) for d in rows]
 
     def remove(self, actor: str, name: str, ip: str | None = None) -> None:
         """Delete the collection with every document, chunk, vector, full-text row, grant and
         uploaded file."""
         with self.db.write() as session:
-            collection = _get(session, name)
+            collection = get_collection(session, name)
             collection_id = collection.id
             ids = list(
                 session.scalars(
@@ -136,7 +144,7 @@ class KnowledgeService:
             session.execute(
                 delete(KnowledgeDocument).where(KnowledgeDocument.collection_id == collection.id)
             )
-            revoked = _readers(session, name)
+            revoked = readers(session, name)
             session.execute(delete(GroupCollection).where(GroupCollection.collection == name))
             session.delete(collection)
             merge_fulltext(session)
@@ -150,8 +158,8 @@ class KnowledgeService:
         """Delete one document (by id or source) with its chunks, vectors, full-text rows and
         uploaded file."""
         with self.db.write() as session:
-            collection = _get(session, name)
-            found = _find_document(session, collection.id, document)
+            collection = get_collection(session, name)
+            found = find_document(session, collection.id, document)
             collection_id, digest = collection.id, found.content_hash
             self._delete_documents(session, actor, collection, [found], ip)
         flush_log(self.db)
@@ -188,7 +196,7 @@ class KnowledgeService:
         """Index the files under `path` (or the file): new and changed ones are (re-)embedded,
         unchanged ones skipped, and documents under `path` whose file is gone are deleted."""
         with self.db.read() as session:
-            collection = _get(session, name)
+            collection = get_collection(session, name)
             target = Target(collection.id, collection.name, actor)
         try:
             entries = list(walk(path))
@@ -209,7 +217,7 @@ class KnowledgeService:
 
     def _take(self, target: Target, path: Path, problem: str | None, report: SyncReport) -> Outcome:
         source = str(path)
-        if not _storable(source):
+        if not storable(source):
             # not even a failed document can be recorded under this name: report it only
             shown = os.fsencode(source).decode("utf-8", "backslashreplace")
             report.failures.append((shown, "the path is not valid UTF-8 or too long"))
@@ -254,7 +262,7 @@ class KnowledgeService:
         if self.uploads is None:
             raise InvalidRequest("this server keeps no uploaded files (no knowledge.files_dir)")
         with self.db.read() as session:
-            return self.uploads.receive(_get(session, name).id)
+            return self.uploads.receive(get_collection(session, name).id)
 
     def upload(
         self, actor: str, name: str, filename: str, received: Receiving, ip: str | None = None
@@ -266,18 +274,18 @@ class KnowledgeService:
             source = upload_source(filename)
             digest = received.finish()
             with self.db.read() as session:
-                collection = _get(session, name)
+                collection = get_collection(session, name)
                 if str(collection.id) != received.folder.name:
                     raise NotFound(f"no collection named {name!r}")
                 target = Target(collection.id, collection.name, actor, ip)
-                known = session.scalar(_by_source(collection.id, source))
+                known = session.scalar(by_source(collection.id, source))
                 before = known.content_hash if known is not None else ""
             self._ingestor.ingest(target, source, received.read())
             with self.db.read() as session:
-                document = session.scalar(_by_source(target.collection_id, source))
+                document = session.scalar(by_source(target.collection_id, source))
                 if document is None:  # deleted meanwhile
                     raise NotFound(f"the document {source!r} was deleted while it was indexed")
-                view = _document_view(document)
+                view = document_view(document)
             if view["status"] != FAILED:
                 self.uploads.keep(received, digest)
         finally:
@@ -304,15 +312,15 @@ class KnowledgeService:
         """The collection's sizes, when a document last changed (None: never) and, under
         "sync", its SQL connector's last run, counts, last error and next run (None: none)."""
         with self.db.read() as session:
-            collection = _get(session, name)
-            summary = _summary(session, collection)
+            collection = get_collection(session, name)
+            sizes = summary(session, collection)
             last = session.scalar(
                 select(func.max(KnowledgeDocument.updated_at)).where(
                     KnowledgeDocument.collection_id == collection.id
                 )
             )
-        counts = {k: summary[k] for k in ("documents", "failed", "chunks")}
-        return {"collection": name, **counts, "last_change_at": last, "sync": summary["sync"]}
+        counts = {k: sizes[k] for k in ("documents", "failed", "chunks")}
+        return {"collection": name, **counts, "last_change_at": last, "sync": sizes["sync"]}
 
     # ----- SQL connectors ----------------------------------------------------------------
 
@@ -323,7 +331,7 @@ class KnowledgeService:
         is created for `group` if it does not exist. Returns the connector's status."""
         url = self._connectors.check(source)
         with self.db.read() as session:
-            exists = _find(session, name) is not None
+            exists = find_collection(session, name) is not None
         if not exists:
             if group is None:
                 raise NotFound(f"no collection named {name!r}: give --group to create it")
@@ -394,90 +402,3 @@ class KnowledgeService:
             detail = {"questions": len(questions), "top_k": top_k}
             self.audit.record(session, actor or principal.actor, "knowledge.eval", name, detail)
         return result
-
-
-def _storable(source: str) -> bool:
-    """Whether the document table can hold `source` (UTF-8, within its column's length)."""
-    try:
-        return len(source.encode("utf-8")) <= MAX_SOURCE_BYTES
-    except UnicodeEncodeError:  # a file name in another encoding, decoded with surrogates
-        return False
-
-
-def _find(session: Session, name: str) -> KnowledgeCollection | None:
-    return session.scalar(select(KnowledgeCollection).where(KnowledgeCollection.name == name))
-
-
-def _get(session: Session, name: str) -> KnowledgeCollection:
-    found = _find(session, name)
-    if found is None:
-        raise NotFound(f"no collection named {name!r}")
-    return found
-
-
-def _by_source(collection_id: int, source: str) -> Select[KnowledgeDocument]:
-    return select(KnowledgeDocument).where(
-        KnowledgeDocument.collection_id == collection_id, KnowledgeDocument.source == source
-    )
-
-
-def _find_document(session: Session, collection_id: int, document: str) -> KnowledgeDocument:
-    query = select(KnowledgeDocument).where(KnowledgeDocument.collection_id == collection_id)
-    if document.isdigit():
-        found = session.scalar(query.where(KnowledgeDocument.id == int(document)))
-    else:
-        found = session.scalar(query.where(KnowledgeDocument.source == document))
-    if found is None:
-        raise NotFound(f"no document {document!r} in this collection")
-    return found
-
-
-def _readers(session: Session, collection: str) -> list[str]:
-    """The groups granted read access to the collection named `collection`."""
-    query = (
-        select(Group.name)
-        .join(GroupCollection, GroupCollection.group_id == Group.id)
-        .where(GroupCollection.collection == collection)
-        .order_by(Group.name)
-    )
-    return list(session.scalars(query))
-
-
-def _summary(session: Session, collection: KnowledgeCollection) -> dict[str, Any]:
-    def count(*where: Any) -> int:
-        query = (
-            select(func.count())
-            .select_from(KnowledgeDocument)
-            .where(KnowledgeDocument.collection_id == collection.id, *where)
-        )
-        return session.scalar(query) or 0
-
-    owner = session.get(Group, collection.owner_group_id) if collection.owner_group_id else None
-    chunks = session.scalar(
-        select(func.coalesce(func.sum(KnowledgeDocument.chunk_count), 0)).where(
-            KnowledgeDocument.collection_id == collection.id
-        )
-    )
-    return {
-        "name": collection.name,
-        "owner_group": owner.name if owner else None,
-        "readers": _readers(session, collection.name),
-        "documents": count(),
-        "failed": count(KnowledgeDocument.status == FAILED),
-        "chunks": int(chunks or 0),
-        "created_at": collection.created_at,
-        "sync": connector_view(session, collection.id),  # None: no SQL connector
-    }
-
-
-def _document_view(document: KnowledgeDocument) -> dict[str, Any]:
-    return {
-        "id": document.id,
-        "source": document.source,
-        "title": document.title,
-        "size": document.size,
-        "status": document.status,
-        "error": document.error,
-        "chunks": document.chunk_count,
-        "updated_at": document.updated_at,
-    }
