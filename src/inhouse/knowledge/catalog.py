@@ -12,16 +12,6 @@ from inhouse.knowledge.connectors import connector_view
 from inhouse.knowledge.ingest import FAILED
 from inhouse.store.tables import Group, GroupCollection, KnowledgeCollection, KnowledgeDocument
 
-MAX_SOURCE_BYTES = 1024  # KnowledgeDocument.source
-
-
-def storable(source: str) -> bool:
-    """Whether the document table can hold `source` (UTF-8, within its column's length)."""
-    try:
-        return len(source.encode("utf-8")) <= MAX_SOURCE_BYTES
-    except UnicodeEncodeError:  # a file name in another encoding, decoded with surrogates
-        return False
-
 
 def find_collection(session: Session, name: str) -> KnowledgeCollection | None:
     return session.scalar(select(KnowledgeCollection).where(KnowledgeCollection.name == name))

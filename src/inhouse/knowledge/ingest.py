@@ -82,6 +82,17 @@ def content_tokens(embedder: Embedder) -> Callable[[Sequence[str]], list[int]]:
     return count
 
 
+MAX_SOURCE_BYTES = 1024  # KnowledgeDocument.source
+
+
+def storable(source: str) -> bool:
+    """Whether the document table can hold `source` (UTF-8, within its column's length)."""
+    try:
+        return len(source.encode("utf-8")) <= MAX_SOURCE_BYTES
+    except UnicodeEncodeError:  # a file name in another encoding, decoded with surrogates
+        return False
+
+
 class Ingestor:
     """Writes documents of any collection; the embedder is built on first use."""
 

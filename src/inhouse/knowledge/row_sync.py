@@ -22,12 +22,11 @@ from sqlalchemy import Connection, select
 from inhouse.errors import InvalidRequest
 from inhouse.knowledge.blocks import Block, Kind, Parsed
 from inhouse.knowledge.index import delete_chunks, flush_log, merge_fulltext
-from inhouse.knowledge.ingest import Built, Ingestor, Outcome, Target
+from inhouse.knowledge.ingest import Built, Ingestor, Outcome, Target, storable
 from inhouse.knowledge.sql_source import Part, ids, rows, rows_by_id
 from inhouse.store.tables import KnowledgeDocument
 
 SOURCE_PREFIX = "sql:"
-MAX_SOURCE_BYTES = 1024
 BATCH_ROWS = 32  # rows embedded in one model call (each still its own transaction)
 
 
@@ -153,7 +152,7 @@ class RowSync:
         self.tally.seen += 1
         value = row.get(self.plan.id_column)
         source = source_of(part.label, str(value))
-        if value is None or len(source.encode("utf-8")) > MAX_SOURCE_BYTES:
+        if value is None or not storable(source):
             self.tally.failed += 1
         else:
             row_id = str(value)

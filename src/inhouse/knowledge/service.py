@@ -32,14 +32,13 @@ from inhouse.knowledge.catalog import (
     find_document,
     get_collection,
     readers,
-    storable,
     summary,
 )
 from inhouse.knowledge.connectors import Connectors, SourceConfig
 from inhouse.knowledge.evaluate import Evaluation, Question, evaluate
 from inhouse.knowledge.folders import Unreadable, read_bounded, walk
 from inhouse.knowledge.index import delete_chunks, flush_log, merge_fulltext
-from inhouse.knowledge.ingest import FAILED, Ingestor, Outcome, Target
+from inhouse.knowledge.ingest import FAILED, Ingestor, Outcome, Target, storable
 from inhouse.knowledge.row_sync import Progress as RowProgress
 from inhouse.knowledge.search import Hit, Mode, search
 from inhouse.knowledge.uploads import Receiving, UploadStore, upload_source
