@@ -27,7 +27,7 @@ def test_migrating_twice_changes_nothing(db_url: str) -> None:
     open_database(db_url).close()
     again = open_database(db_url)
     with again.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0003"
+        assert MigrationContext.configure(conn).get_current_revision() == "0004"
     again.close()
 
 

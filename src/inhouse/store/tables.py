@@ -306,4 +306,58 @@ class KnowledgeVector(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class Conversation(Base):
+    """A user's chat in the web app: its messages are ConversationMessage rows."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)  # what URLs and the API use
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(128))
+    collections: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class ConversationMessage(Base):
+    """One turn of a conversation, in order; an assistant turn keeps its completion id (the
+    handle feedback refers to) and the citations it was grounded on."""
+
+    __tablename__ = "conversation_messages"
+    __table_args__ = (UniqueConstraint("conversation_id", "ordinal"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))  # user | assistant
+    content: Mapped[str] = mapped_column(Text)
+    completion_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Feedback(Base):
+    """A rating (+1 / -1) and optionally a better answer, given by a user on a completion.
+
+    `prompt` and `answer` are copies kept for tuning data sets only when the user or an admin
+    setting opted in; otherwise they stay NULL."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("completion_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    completion_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(128), default="")
+    rating: Mapped[int] = mapped_column(Integer)
+    correction: Mapped[str | None] = mapped_column(Text, default=None)
+    prompt: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    answer: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
 Index("ix_usage_user_ts", UsageRecord.user_id, UsageRecord.ts)
+Index("ix_conversations_user_updated", Conversation.user_id, Conversation.updated_at)
