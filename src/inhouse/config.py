@@ -259,6 +259,33 @@ class KnowledgeSettings(BaseModel):
     )
 
 
+HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
+
+
+class BrandingSettings(BaseModel):
+    """White-label: what the web app and every widget show as the product."""
+
+    product_name: str = Field(
+        "inhouse", min_length=1, max_length=64, description="Name in titles, header and widget."
+    )
+    logo_file: Path | None = Field(
+        None, description="PNG or SVG shown in the header and widget; default: a text mark."
+    )
+    primary_colour: str = Field(
+        "#1f4fa8", pattern=HEX_COLOUR, description="Buttons, links and the widget bubble."
+    )
+    background_colour: str = Field("#ffffff", pattern=HEX_COLOUR, description="Page background.")
+    text_colour: str = Field("#1a1a1a", pattern=HEX_COLOUR, description="Body text.")
+    welcome_text: str = Field(
+        "Ask anything. Answers stay on this server.",
+        max_length=500,
+        description="Shown above an empty chat (plain text).",
+    )
+    footer_text: str = Field(
+        "", max_length=500, description="Shown at the foot of every page (plain text)."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of inhouse; env vars use INHOUSE_ and `__` between section and field."""
 
@@ -280,6 +307,7 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     costs: CostSettings = CostSettings()
     network: NetworkSettings = NetworkSettings()
+    branding: BrandingSettings = BrandingSettings()
 
     @model_validator(mode="after")
     def _knowledge_files_in_home(self) -> Settings:

@@ -25,6 +25,9 @@ from inhouse.api.metrics import Metrics
 from inhouse.api.middleware import DrainGate, RequestBody
 from inhouse.api.ollama import routers as ollama_routers
 from inhouse.api.openai import chat, completions, embeddings, models
+from inhouse.api.web import routers as web_routers
+from inhouse.api.web.pages import install_web
+from inhouse.api.web.security import SecurityHeaders
 from inhouse.audit.content import ContentLog
 from inhouse.audit.trail import open_trail
 from inhouse.auth.credentials import Credentials
@@ -83,9 +86,11 @@ def create_app(
     app.state.embeddings = state.embeddings
     app.state.gguf_embeddings = GGUFEmbeddings(settings.embeddings)
     install_error_handlers(app)
+    install_web(app)
     _add_routes(app)
     server = settings.server
     app.add_middleware(RequestBody, limit=server.max_body_bytes, timeout_s=server.body_timeout_s)
+    app.add_middleware(SecurityHeaders)
     # outermost: while draining, a new request is refused before its body is waited for
     app.add_middleware(DrainGate, is_draining=lambda: state.draining)
     return app
@@ -161,7 +166,8 @@ async def _lifespan(state: AppState) -> AsyncIterator[None]:
 
 def _add_routes(app: FastAPI) -> None:
     openai_routers = (chat.router, completions.router, embeddings.router, models.router)
-    for router in (*openai_routers, *ollama_routers, *admin_routers, knowledge_router):
+    api_routers = (*openai_routers, *ollama_routers, *admin_routers, knowledge_router)
+    for router in (*api_routers, *web_routers):
         app.include_router(router)
     for path, endpoint in (("/health", health), ("/metrics", metrics)):
         app.add_api_route(
