@@ -80,7 +80,7 @@ def sign_in(page: Any, web: Web, user: tuple[str, str], next_path: str = "/") ->
 
 def serious_violations(page: Any) -> list[str]:
     """axe-core's serious and critical findings on the page as it is now."""
-    from axe_playwright_python.sync_playwright import Axe
+    from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 
     results = Axe().run(page)
     return [
