@@ -123,6 +123,11 @@ class ModelsSettings(BaseModel):
         description="Hosts `models pull` may download from (subdomains included); "
         "empty: air-gapped, nothing is downloaded.",
     )
+    import_dir: Path | None = Field(
+        None,
+        description="A folder on the server whose GGUF files admins may import from the web "
+        "app (POST /admin/models/import); unset: models are imported with the CLI only.",
+    )
 
 
 class AuthSettings(BaseModel):
@@ -259,6 +264,16 @@ class KnowledgeSettings(BaseModel):
     )
 
 
+class TuningSettings(BaseModel):
+    """Data for tuning: what the feedback given in the web chat keeps."""
+
+    keep_feedback_text: bool = Field(
+        False,
+        description="Keep copies of the prompt and the answer with each rating (for tuning "
+        "data sets); off: only the rating and any suggested answer are stored.",
+    )
+
+
 HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
 
 
@@ -308,6 +323,7 @@ class Settings(BaseSettings):
     costs: CostSettings = CostSettings()
     network: NetworkSettings = NetworkSettings()
     branding: BrandingSettings = BrandingSettings()
+    tuning: TuningSettings = TuningSettings()
 
     @model_validator(mode="after")
     def _knowledge_files_in_home(self) -> Settings:

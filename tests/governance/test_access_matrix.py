@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 
 from inhouse.api.app import create_app
 from inhouse.api.guard import Guard
+from inhouse.api.web.access import PageGuard
 from inhouse.models.resolver import SingleModel
 from tests.conftest import Served, fake_engine, make_settings, serve_fake
 from tests.fakes import FakeRunner
@@ -48,6 +49,7 @@ class Person:
     key_name: str
     group: str
     collection: str
+    widget: str  # the public id of a widget made for this person's model (by the admin)
 
     @property
     def canary(self) -> str:
@@ -74,10 +76,19 @@ def _person(served: Served, name: str, role: str) -> Person:
         assert client.put(f"/admin/groups/{group}/collections/{collection}").status_code == 200
         reply = client.post("/admin/users", json={"name": name, "role": role, "groups": [group]})
         assert reply.status_code == 201, reply.text
+        widget = client.post("/admin/widgets", json=widget_body(name))
+        assert widget.status_code == 201, widget.text
         reply = client.post("/admin/keys", json={"user": name, "name": key_name})
         assert reply.status_code == 201, reply.text
     person = Person(
-        name, role, reply.json()["key"], reply.json()["id"], key_name, group, collection
+        name,
+        role,
+        reply.json()["key"],
+        reply.json()["id"],
+        key_name,
+        group,
+        collection,
+        widget.json()["id"],
     )
     chat = httpx.post(
         served.v1 + "/chat/completions",
@@ -87,6 +98,15 @@ def _person(served: Served, name: str, role: str) -> Person:
     )
     assert chat.status_code == 200, chat.text
     return person
+
+
+def widget_body(name: str) -> dict[str, Any]:
+    return {
+        "name": f"canary-{name}-widget",
+        "model": "fake",
+        "origins": ["https://example.com"],
+        "requests_per_minute": 10,
+    }
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -125,7 +145,7 @@ def fill(path: str, victim: Person) -> str:
         "name": victim.group if path.startswith("/admin/groups") else victim.name,
         "user": victim.name,
         "collection": victim.collection,
-        "public_id": victim.key_id,
+        "public_id": victim.widget if path.startswith("/admin/widgets") else victim.key_id,
     }
 
     def value(match: re.Match[str]) -> str:
@@ -146,6 +166,8 @@ def body_for(method: str, path: str, victim: Person) -> dict[str, Any] | None:
         ("PATCH", "/admin/groups/{name}"): {"tokens_per_day": 1},
         ("POST", "/admin/keys"): {"user": victim.name, "name": "planted"},
         ("PATCH", "/admin/keys/{public_id}"): {"tokens_per_day": 1},
+        ("POST", "/admin/widgets"): widget_body("mallory"),
+        ("PATCH", "/admin/widgets/{public_id}"): {"requests_per_minute": 1},
     }
     return bodies.get((method, path))
 
@@ -378,12 +400,22 @@ def _names(models: list[dict[str, Any]]) -> list[str]:
 
 # FastAPI's own pages (plain Starlette routes, no dependencies): the API's schema and its docs
 FRAMEWORK_PUBLIC = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# the web app's own scripts and stylesheets (files of the package, nothing from the store)
+STATIC_FILES = {"/static"}
 # the routes anyone may call without credentials; a new one must be added here consciously
 PUBLIC = {
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("GET", "/api/version"),
     ("POST", "/admin/login"),
+    ("GET", "/login"),  # the sign-in page and the branding it shows
+    ("GET", "/brand.css"),
+    ("GET", "/brand/logo"),
+    # the embeddable widget: its own token and frame ticket are checked inside (widgets/)
+    ("GET", "/widget/{public_id}.js"),
+    ("GET", "/widget/{public_id}/frame"),
+    ("GET", "/widget/{public_id}/style.css"),
+    ("POST", "/widget/{public_id}/chat"),
 }
 
 
@@ -400,10 +432,10 @@ def api_routes(app: FastAPI) -> list[Any]:
     return [r for r in all_routes(app) if isinstance(getattr(r, "original_route", r), APIRoute)]
 
 
-def guards_of(dependant: Any) -> list[Guard]:
+def guards_of(dependant: Any) -> list[Guard | PageGuard]:
     found = []
     for dependency in dependant.dependencies:
-        if isinstance(dependency.call, Guard):
+        if isinstance(dependency.call, (Guard, PageGuard)):
             found.append(dependency.call)
         found += guards_of(dependency)
     return found
@@ -441,4 +473,4 @@ def test_only_the_frameworks_pages_are_routes_without_a_guard(app: FastAPI) -> N
         for route in all_routes(app)
         if not isinstance(getattr(route, "original_route", route), APIRoute)
     }
-    assert others == FRAMEWORK_PUBLIC
+    assert others == FRAMEWORK_PUBLIC | STATIC_FILES

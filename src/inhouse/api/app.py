@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from inhouse import __version__
 from inhouse.api.admin import routers as admin_routers
+from inhouse.api.conversations import routers as conversation_routers
 from inhouse.api.deps import AppState, app_state
 from inhouse.api.errors import install_error_handlers
 from inhouse.api.generation.pipeline import Pipeline
@@ -28,6 +29,7 @@ from inhouse.api.openai import chat, completions, embeddings, models
 from inhouse.api.web import routers as web_routers
 from inhouse.api.web.pages import install_web
 from inhouse.api.web.security import SecurityHeaders
+from inhouse.api.widgets import routers as widget_routers
 from inhouse.audit.content import ContentLog
 from inhouse.audit.trail import open_trail
 from inhouse.auth.credentials import Credentials
@@ -167,6 +169,8 @@ async def _lifespan(state: AppState) -> AsyncIterator[None]:
 def _add_routes(app: FastAPI) -> None:
     openai_routers = (chat.router, completions.router, embeddings.router, models.router)
     api_routers = (*openai_routers, *ollama_routers, *admin_routers, knowledge_router)
+    api_routers += widget_routers
+    api_routers += conversation_routers
     for router in (*api_routers, *web_routers):
         app.include_router(router)
     for path, endpoint in (("/health", health), ("/metrics", metrics)):

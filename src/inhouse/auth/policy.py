@@ -28,6 +28,7 @@ class Permission(enum.StrEnum):
     SYSTEM_READ = "system.read"  # doctor, settings overview
     KNOWLEDGE_READ = "knowledge.read"  # search and list the collections one may read
     KNOWLEDGE_MANAGE = "knowledge.manage"  # create, delete, upload to and sync collections
+    MODEL_MANAGE = "model.manage"  # import models into the store, set and remove aliases
 
 
 _MEMBER = frozenset(

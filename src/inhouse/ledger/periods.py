@@ -30,14 +30,25 @@ def parse_since(value: str, now: float) -> float:
     return start
 
 
-def _moment(value: str) -> float:
+def parse_until(value: str, now: float) -> float:
+    """The UNIX time an `until` value names, in the forms `since` takes; it may lie ahead."""
+    match = DURATION.match(value)
+    end = now - float(match.group(1)) * UNITS[match.group(2)] if match else _moment(value, "until")
+    if not math.isfinite(end) or end < 0:
+        raise InvalidRequest(
+            f"until: {_shown(value)} reaches back before 1970-01-01; give {FORMS}", param="until"
+        )
+    return end
+
+
+def _moment(value: str, field: str = "since") -> float:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidRequest(
-            f"since: {_shown(value)} is neither a duration (30d, 12h, 2w, 90m) nor a date "
+            f"{field}: {_shown(value)} is neither a duration (30d, 12h, 2w, 90m) nor a date "
             "(2026-11-01)",
-            param="since",
+            param=field,
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

@@ -335,6 +335,8 @@ class ConversationMessage(Base):
     content: Mapped[str] = mapped_column(Text)
     completion_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    # how an assistant turn ended: stop | length | stopped (the reader left) | error
+    finish_reason: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[float] = mapped_column(Float)
 
 
@@ -357,6 +359,27 @@ class Feedback(Base):
     answer: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[float] = mapped_column(Float, index=True)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Widget(Base):
+    """An embeddable chat widget. Its publishable token (stored hashed) may only chat with
+    `model`, grounded on `collections`, from `origins`; the API key behind it (`key_id`)
+    carries its limits, so its traffic is admitted, metered and audited like any key's."""
+
+    __tablename__ = "widgets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), unique=True)
+    model: Mapped[str] = mapped_column(String(128))
+    collections: Mapped[list[str]] = mapped_column(JSON, default=list)
+    origins: Mapped[list[str]] = mapped_column(JSON, default=list)  # scheme://host[:port]
+    branding: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 Index("ix_usage_user_ts", UsageRecord.user_id, UsageRecord.ts)

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from . import audit, groups, keys, session, system, usage, users
+from . import audit, groups, keys, models, session, system, usage, users
 
 routers: tuple[APIRouter, ...] = (
     session.router,
@@ -12,4 +12,5 @@ routers: tuple[APIRouter, ...] = (
     usage.router,
     audit.router,
     system.router,
+    models.router,
 )

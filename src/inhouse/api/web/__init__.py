@@ -7,6 +7,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from inhouse.api.web import pages
+from inhouse.api.web import (
+    chat,
+    directory,
+    knowledge,
+    models,
+    pages,
+    reports,
+    widget_frame,
+    widgets,
+)
 
-routers: tuple[APIRouter, ...] = (pages.router,)
+routers: tuple[APIRouter, ...] = (
+    pages.router,
+    directory.router,
+    chat.router,
+    knowledge.router,
+    models.router,
+    widgets.router,
+    widget_frame.router,
+    reports.router,
+)

@@ -97,5 +97,5 @@ const inhouse = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", setupChrome);
-  return { api, events, announce, rememberCsrf, ApiError };
+  return { api, events, announce, rememberCsrf, csrfToken, ApiError };
 })();

@@ -1,0 +1,1 @@
+"""Embeddable chat widgets: their rows, origins, branding, publishable tokens and frame tickets."""
