@@ -62,6 +62,11 @@ def _load_sqlite_vec(dbapi_connection: Any) -> bool:
     return True
 
 
+def sign_bits(vector: npt.NDArray[np.float32]) -> bytes:
+    """One bit per dimension, set where the component is positive (the coarse search key)."""
+    return np.packbits(vector > 0).tobytes()
+
+
 def write_chunks(
     session: Session,
     document_id: int,
@@ -90,7 +95,12 @@ def write_chunks(
         pgvector.store(session, in_pgvector, ids, [collection_id] * len(ids), vectors)
     else:
         vector_rows = [
-            {"chunk_id": i, "collection_id": collection_id, "embedding": v.astype("<f4").tobytes()}
+            {
+                "chunk_id": i,
+                "collection_id": collection_id,
+                "embedding": v.astype("<f4").tobytes(),
+                "bits": sign_bits(v),
+            }
             for i, v in zip(ids, vectors, strict=True)
         ]
         session.execute(insert(KnowledgeVector), vector_rows)

@@ -304,6 +304,9 @@ class KnowledgeVector(Base):
     )
     collection_id: Mapped[int] = mapped_column(Integer, index=True)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    # the embedding's sign bits (one per dimension, numpy.packbits order): a search's first,
+    # coarse pass reads these from the (collection_id, bits) index instead of the blobs
+    bits: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
 class Conversation(Base):
@@ -383,4 +386,5 @@ class Widget(Base):
 
 
 Index("ix_usage_user_ts", UsageRecord.user_id, UsageRecord.ts)
+Index("ix_knowledge_vectors_collection_bits", KnowledgeVector.collection_id, KnowledgeVector.bits)
 Index("ix_conversations_user_updated", Conversation.user_id, Conversation.updated_at)
