@@ -146,7 +146,7 @@ def latency(
         for _ in range(2):
             for query, vector in zip(queries, vectors, strict=True):
                 start = time.perf_counter()
-                search(session, readable, query, vector, 5, mode)
+                search(session, readable, query, vector, 5, mode, db.read)
                 times.append((time.perf_counter() - start) * 1000)
     times = times[len(queries) :]  # the first round warms caches
     ordered = sorted(times)
@@ -187,6 +187,7 @@ def measure_quality(db: Database, embedder: TimedEmbedder, grid: bool) -> dict[s
     measured: dict[str, Any] = {
         "questions": len(vectors),
         "shipped": quality.shipped(db, readable, vectors),
+        "rare words at 2 %": quality.pruned(db, readable, vectors),
     }
     if grid:
         measured["variants"] = quality.variants(db, readable, vectors)
@@ -240,6 +241,11 @@ def report(result: dict[str, Any]) -> None:
     print("| search | recall@1 | recall@5 | recall@10 | MRR |\n|---|---:|---:|---:|---:|")
     for mode, f in q["shipped"].items():
         print(f"| {mode} | {f['recall@1']} | {f['recall@5']} | {f['recall@10']} | {f['mrr']} |")
+    pruned = q["rare words at 2 %"]
+    print(f"\nthe same, a word common at {pruned['common_at']} chunks (2 %, as 2,000 at 100k):\n")
+    for mode, f in pruned.items():
+        if mode != "common_at":
+            print(f"| {mode} | {f['recall@1']} | {f['recall@5']} | {f['recall@10']} | {f['mrr']} |")
     if "variants" in q:
         print("\n| fusion variant | recall@5 | MRR |\n|---|---:|---:|")
         for name, f in sorted(q["variants"].items(), key=lambda v: -v[1]["mrr"]):

@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 
+from inhouse.knowledge import keywords
 from inhouse.knowledge.evaluate import Question, evaluate
-from inhouse.knowledge.search import keyword_candidates, vector_candidates
+from inhouse.knowledge.keywords import keyword_candidates
+from inhouse.knowledge.search import vector_candidates
 from inhouse.store.db import Database
 from inhouse.store.tables import KnowledgeChunk, KnowledgeDocument
 
@@ -135,6 +137,19 @@ def shipped(
     with db.read() as session:
         result = evaluate(session, readable, questions(), vectors, 10)
     return {mode.value: _rounded(figures) for mode, figures in result.metrics.items()}
+
+
+def pruned(db: Database, readable: Select[int], vectors: npt.NDArray[np.float32]) -> dict[str, Any]:
+    """`shipped`, with keywords.COMMON_AT scaled to this corpus as it stands to 100k chunks
+    (2,000 of 100k = 2 %): how the rare-word matching ranks at the scale it is meant for."""
+    with db.read() as session:
+        total = session.scalar(select(func.count()).select_from(KnowledgeChunk)) or 0
+    shipped_at = keywords.COMMON_AT
+    keywords.COMMON_AT = max(1, round(total * shipped_at / 100_000))
+    try:
+        return {"common_at": keywords.COMMON_AT, **shipped(db, readable, vectors)}
+    finally:
+        keywords.COMMON_AT = shipped_at
 
 
 def variants(

@@ -39,12 +39,17 @@ def query_words(query: str) -> list[str]:
 
 
 def keyword_candidates(
-    session: Session, readable: Select[int], query: str, limit: int
+    session: Session, readable: Select[int], query: str, limit: int, *, rare_only: bool = True
 ) -> list[int]:
-    """Chunk ids holding the query's rare words (see the module's doc), best first."""
+    """Chunk ids holding the query's words, best first: with `rare_only`, its rare words (see
+    the module's doc), as hybrid search asks; else any of them, as keyword-only search does
+    (measured on the paraphrased questions with the limit scaled to the corpus: keyword-only
+    recall@5 0.881 with every word, 0.786 with the rare ones; hybrid 0.976 and 1.0)."""
     words = query_words(query)
     if not words:
         return []
+    if not rare_only:
+        return _ranked(session, readable, words, limit, every=False)
     frequency = {w: _frequency(session, readable, [w], COMMON_AT) for w in words}
     rare = [w for w in words if 0 < frequency[w] < COMMON_AT]
     if rare:

@@ -370,7 +370,7 @@ class KnowledgeService:
             vector = self._embedder().embed([query])[0]
         readable = readable_ids(principal, self.settings, collections)
         with self.db.read() as session:
-            hits = search(session, readable, query, vector, top_k, mode)
+            hits = search(session, readable, query, vector, top_k, mode, self.db.read)
         with self.db.write() as session:
             detail = {
                 "collections": sorted(collections) if collections is not None else None,
