@@ -8,6 +8,11 @@ chunks the caller may read: its document frequency there is counted (stopping at
 and words at or above it are left out of the match. If every word is common, the chunks that
 hold all of the COMMON_FALLBACK rarest ones match instead. The counts run on the readable
 collections only, so what other collections hold never changes which words are used.
+
+This serves hybrid search on SQLite, where the vector side finds what common words would. A
+keyword-only search matches every word, and so does PostgreSQL, whose ts_rank_cd over a GIN
+match costs less than the counting (measured at 100k chunks: hybrid 124 ms with the counts,
+79 without).
 """
 
 from __future__ import annotations
