@@ -6,16 +6,27 @@ from typing import Any
 
 import httpx
 
+from inhouse.api.web.render import NAVIGATION
+from inhouse.auth.sessions import COOKIE
 from tests.web.conftest import ADMIN, MEMBER, Web, photograph, serious_violations, sign_in
 
 
 def test_every_page_and_asset_carries_a_csp_with_no_other_origin(web: Web) -> None:
-    for path in ("/login", "/static/app.js", "/brand.css", "/health", "/account"):
-        response = httpx.get(web.url + path)
+    login = {"name": ADMIN[0], "password": ADMIN[1]}
+    reply = httpx.post(web.url + "/admin/login", json=login)
+    assert reply.is_success
+    # the cookie is Secure: httpx keeps it off plain http, where browsers send it to loopback
+    cookie = f"{COOKIE}={reply.cookies[COOKIE]}"
+    signed_in = httpx.Client(base_url=web.url, headers={"cookie": cookie})
+    pages = [item.path for item in NAVIGATION]  # every page of the app, as an admin sees it
+    for path in ("/login", "/account", *pages, "/static/app.js", "/brand.css", "/health"):
+        response = signed_in.get(path)
+        assert response.status_code == 200, path
         policy = response.headers["content-security-policy"]
-        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
-        assert "http" not in policy and "unsafe-inline" not in policy
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy, path
+        assert "http" not in policy and "unsafe-inline" not in policy, path
         assert response.headers["x-content-type-options"] == "nosniff"
+    signed_in.close()
 
 
 def test_a_visitor_is_sent_to_sign_in_and_back(web: Web, page: Any) -> None:
