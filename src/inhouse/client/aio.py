@@ -8,7 +8,7 @@ from typing import Literal, TypeVar
 
 import httpx
 
-from inhouse.client import endpoints as api
+import inhouse.client.endpoints as api
 from inhouse.client.calls import (
     DEFAULT_BASE_URL,
     Call,
