@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from inhouse.knowledge import pgvector
-from inhouse.store.tables import KnowledgeChunk, KnowledgeDocument
+from inhouse.knowledge.index import fulltext_tables, is_sqlite
+from inhouse.store.tables import KnowledgeChunk, KnowledgeCollection, KnowledgeDocument
 from tests.knowledge.conftest import ACTOR, Knowledge, write
 
 FILES = 40
@@ -25,11 +27,18 @@ def counts(k: Knowledge) -> dict[str, int]:
         "sources": select(func.count(func.distinct(KnowledgeDocument.source))),
         "claimed": select(func.coalesce(func.sum(KnowledgeDocument.chunk_count), 0)),
         "chunks": select(func.count()).select_from(KnowledgeChunk),
-        "fulltext": text("SELECT count(*) FROM knowledge_fts"),
     }
     with k.db.read() as session:
         found = {name: int(session.scalar(query) or 0) for name, query in queries.items()}
-        return found | {"vectors": pgvector.count(session)}
+        return found | {"vectors": pgvector.count(session), "fulltext": fulltext_rows(session)}
+
+
+def fulltext_rows(session: Session) -> int:
+    """Rows of the full-text index: PostgreSQL's one table, or SQLite's table per collection."""
+    if not is_sqlite(session):
+        return int(session.scalar(text("SELECT count(*) FROM knowledge_fts")) or 0)
+    tables = fulltext_tables(session, session.scalars(select(KnowledgeCollection.id)))
+    return sum(int(session.scalar(text(f"SELECT count(*) FROM {t}")) or 0) for t in tables.values())
 
 
 def test_a_killed_ingestion_resumes_without_duplicates_or_orphans(

@@ -1,20 +1,23 @@
 """The index's SQL: chunk, vector and full-text rows written and deleted together.
 
-Full-text rows live in `knowledge_fts`: an FTS5 table on SQLite (rowid = chunk id, no copy
-of the text), a tsvector table on PostgreSQL. Vectors are float32 blobs; on SQLite the
-sqlite-vec extension (loaded into each connection on first use) computes distances in SQL.
-On PostgreSQL with pgvector, vectors live in a pgvector column instead (see pgvector.py).
+Full-text rows live, on SQLite, in one FTS5 table per collection, `knowledge_fts_<id>` (rowid
+= chunk id, no copy of the text), so that bm25's statistics (row count, average length, each
+word's document frequency) are those of that collection alone, and what a reader may not read
+never weighs in its ranking; on PostgreSQL in one tsvector table, `knowledge_fts` (ts_rank_cd
+uses no statistics of other rows). Vectors are float32 blobs; on SQLite the sqlite-vec
+extension (loaded into each connection on first use) computes distances in SQL. On
+PostgreSQL with pgvector, vectors live in a pgvector column instead (see pgvector.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from inhouse.knowledge import pgvector
@@ -24,7 +27,11 @@ from inhouse.store.tables import KnowledgeChunk, KnowledgeVector
 
 log = logging.getLogger(__name__)
 
-SQLITE_FTS_INSERT = text("INSERT INTO knowledge_fts (rowid, text) VALUES (:id, :text)")
+# no copy of the text (the chunks table holds it); contentless_delete lets a row be deleted by
+# rowid; Porter stemming, so "terminated" finds "termination" (as migration 0002 made it)
+SQLITE_FTS_OPTIONS = (
+    "fts5(text, content='', contentless_delete=1, tokenize='porter unicode61 remove_diacritics 2')"
+)
 POSTGRES_FTS_INSERT = text(
     "INSERT INTO knowledge_fts (chunk_id, collection_id, tsv) "
     "VALUES (:id, :collection_id, to_tsvector('english', :text))"
@@ -60,6 +67,29 @@ def _load_sqlite_vec(dbapi_connection: Any) -> bool:
         log.warning("sqlite-vec is unavailable (%s); vector search runs in numpy", exc)
         return False
     return True
+
+
+def fulltext_table(collection_id: int) -> str:
+    """The name of a collection's FTS5 table (SQLite): made from its integer id alone."""
+    return f"knowledge_fts_{int(collection_id)}"
+
+
+def fulltext_tables(session: Session, collection_ids: Iterable[int]) -> dict[int, str]:
+    """Collection id -> FTS5 table name, for those of `collection_ids` that have one, by id."""
+    wanted = sorted({int(i) for i in collection_ids})
+    if not wanted:
+        return {}
+    query = text("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN :names")
+    query = query.bindparams(bindparam("names", expanding=True))
+    found = set(session.scalars(query, {"names": [fulltext_table(i) for i in wanted]}))
+    return {i: fulltext_table(i) for i in wanted if fulltext_table(i) in found}
+
+
+def drop_fulltext(session: Session, collection_id: int) -> None:
+    """Drop a collection's FTS5 table (SQLite), its freed pages zeroed; no-op on PostgreSQL."""
+    if is_sqlite(session):
+        session.execute(text("PRAGMA secure_delete = ON"))
+        session.execute(text(f"DROP TABLE IF EXISTS {fulltext_table(collection_id)}"))
 
 
 def sign_bits(vector: npt.NDArray[np.float32]) -> bytes:
@@ -108,7 +138,13 @@ def write_chunks(
         {"id": i, "collection_id": collection_id, "text": c.text}
         for i, c in zip(ids, chunks, strict=True)
     ]
-    fts = SQLITE_FTS_INSERT if is_sqlite(session) else POSTGRES_FTS_INSERT
+    fts = POSTGRES_FTS_INSERT
+    if is_sqlite(session):
+        table = fulltext_table(collection_id)
+        session.execute(
+            text(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING {SQLITE_FTS_OPTIONS}")
+        )
+        fts = text(f"INSERT INTO {table} (rowid, text) VALUES (:id, :text)")
     session.execute(fts, fts_rows)
 
 
@@ -120,19 +156,35 @@ def delete_chunks(session: Session, *, document_ids: Sequence[int]) -> None:
     if is_sqlite(session):
         # zero the pages these rows free, so the file keeps no copy of them
         session.execute(text("PRAGMA secure_delete = ON"))
-        # FTS5 has no foreign keys: its rows go first, by the chunk ids they carry
-        ids = list(session.scalars(chunk_ids))
-        for start in range(0, len(ids), 500):
-            batch = ",".join(str(int(i)) for i in ids[start : start + 500])
-            session.execute(text(f"DELETE FROM knowledge_fts WHERE rowid IN ({batch})"))
+        _delete_fulltext(session, document_ids)
     session.execute(delete(KnowledgeVector).where(KnowledgeVector.chunk_id.in_(chunk_ids)))
     session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id.in_(document_ids)))
 
 
-def merge_fulltext(session: Session) -> None:
-    """After deletions (SQLite): merge the FTS5 segments, so none keeps a deleted term."""
+def _delete_fulltext(session: Session, document_ids: Sequence[int]) -> None:
+    """FTS5 has no foreign keys: the chunks' rows go first, from their collections' tables."""
+    rows = session.execute(
+        select(KnowledgeChunk.collection_id, KnowledgeChunk.id).where(
+            KnowledgeChunk.document_id.in_(document_ids)
+        )
+    ).all()
+    by_collection: dict[int, list[int]] = {}
+    for collection_id, chunk_id in rows:
+        by_collection.setdefault(collection_id, []).append(chunk_id)
+    # a dropped table (its collection being deleted) has no rows left to delete
+    for collection_id, table in fulltext_tables(session, by_collection).items():
+        ids = by_collection[collection_id]
+        for start in range(0, len(ids), 500):
+            batch = ",".join(str(int(i)) for i in ids[start : start + 500])
+            session.execute(text(f"DELETE FROM {table} WHERE rowid IN ({batch})"))
+
+
+def merge_fulltext(session: Session, collection_ids: Iterable[int]) -> None:
+    """After deletions (SQLite): merge the FTS5 segments of these collections' tables, so none
+    keeps a deleted term."""
     if is_sqlite(session):
-        session.execute(text("INSERT INTO knowledge_fts (knowledge_fts) VALUES ('optimize')"))
+        for table in fulltext_tables(session, collection_ids).values():
+            session.execute(text(f"INSERT INTO {table} ({table}) VALUES ('optimize')"))
 
 
 def flush_log(db: Database) -> None:

@@ -1,5 +1,11 @@
 """Keyword candidates: full-text matches of a query's words, best first (FTS5 bm25 on SQLite,
-ts_rank_cd on PostgreSQL), with the readable collections in the WHERE clause.
+ts_rank_cd on PostgreSQL), from the readable collections only.
+
+On SQLite each collection has its own FTS5 table (index.py), so bm25's statistics are those of
+one collection: the readable collections' ids are resolved first, each of their tables is
+queried, and the matches are merged by bm25 (lower is better; ties by chunk id). A collection
+the caller may not read is never opened, so it never changes which chunks come back, nor their
+order. On PostgreSQL the readable collections are a condition of the one query.
 
 A word that most chunks contain matches tens of thousands of rows at 100k chunks, and ranking
 each costs more than everything else a search does (measured: 54-100 ms of a 221 ms hybrid
@@ -17,21 +23,30 @@ match costs less than the counting (measured at 100k chunks: hybrid 124 ms with 
 
 from __future__ import annotations
 
+import heapq
 import re
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Integer, Select, column, func, literal_column, select, table
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.orm import Session
 
-from inhouse.knowledge.index import is_sqlite
+from inhouse.knowledge.index import fulltext_tables, is_sqlite
 from inhouse.knowledge.stopwords import STOP_WORDS
-from inhouse.store.tables import KnowledgeChunk
 
 MAX_QUERY_WORDS = 32
 COMMON_AT = 2000  # a word in this many readable chunks or more only narrows, never widens
 COMMON_FALLBACK = 3
 WORD = re.compile(r"\w+")
-SQLITE_FTS = table("knowledge_fts", column("rowid", Integer))
 POSTGRES_FTS = table(
     "knowledge_fts", column("chunk_id", Integer), column("collection_id", Integer), column("tsv")
 )
@@ -53,53 +68,82 @@ def keyword_candidates(
     words = query_words(query)
     if not words:
         return []
+    index: _Index = _Fts5(session, readable) if is_sqlite(session) else _TsVector(session, readable)
     if not rare_only:
-        return _ranked(session, readable, words, limit, every=False)
-    frequency = {w: _frequency(session, readable, [w], COMMON_AT) for w in words}
+        return index.ranked(words, limit, every=False)
+    frequency = {w: index.frequency(w, COMMON_AT) for w in words}
     rare = [w for w in words if 0 < frequency[w] < COMMON_AT]
     if rare:
-        return _ranked(session, readable, rare, limit, every=False)
+        return index.ranked(rare, limit, every=False)
     common = sorted((w for w in words if frequency[w]), key=lambda w: frequency[w])
     if not common:
         return []
-    return _ranked(session, readable, common[:COMMON_FALLBACK], limit, every=True)
+    return index.ranked(common[:COMMON_FALLBACK], limit, every=True)
 
 
-def _frequency(session: Session, readable: Select[int], words: list[str], cap: int) -> int:
-    """How many readable chunks hold `words`, counted up to `cap`."""
-    matching = _matching(session, readable, words, every=False).limit(cap).subquery()
-    return int(session.scalar(select(func.count()).select_from(matching)) or 0)
+class _Index(Protocol):
+    def frequency(self, word: str, cap: int) -> int:
+        """How many readable chunks hold `word`, counted up to `cap`."""
+
+    def ranked(self, words: list[str], limit: int, *, every: bool) -> list[int]:
+        """The best `limit` readable chunks holding any (if `every`, all) of `words`."""
 
 
-def _ranked(
-    session: Session, readable: Select[int], words: list[str], limit: int, *, every: bool
-) -> list[int]:
-    statement = _matching(session, readable, words, every=every)
-    if is_sqlite(session):
-        fts: ColumnElement[Any] = literal_column("knowledge_fts")
-        statement = statement.order_by(func.bm25(fts))
-    else:
-        rank = func.ts_rank_cd(POSTGRES_FTS.c.tsv, _tsquery(words, every))
-        statement = statement.order_by(rank.desc())
-    return list(session.scalars(statement.limit(limit)))
+class _Fts5:
+    """SQLite: the FTS5 tables of the readable collections, each queried on its own."""
 
+    def __init__(self, session: Session, readable: Select[int]) -> None:
+        self.session = session
+        self.tables = list(fulltext_tables(session, session.scalars(readable)).values())
 
-def _matching(
-    session: Session, readable: Select[int], words: list[str], *, every: bool
-) -> Select[Any]:
-    """The ids of the readable chunks that hold any (or, if `every`, all) of `words`."""
-    if is_sqlite(session):
+    def frequency(self, word: str, cap: int) -> int:
+        found = 0
+        for name in self.tables:  # summed over the tables, until the cap is reached
+            counted = text(
+                f"SELECT count(*) FROM (SELECT rowid FROM {name} "
+                f"WHERE {name} MATCH :match LIMIT :cap)"
+            )
+            found += int(
+                self.session.scalar(counted, {"match": f'"{word}"', "cap": cap - found}) or 0
+            )
+            if found >= cap:
+                break
+        return found
+
+    def ranked(self, words: list[str], limit: int, *, every: bool) -> list[int]:
         match = (" AND " if every else " OR ").join(f'"{w}"' for w in words)
-        fts: ColumnElement[Any] = literal_column("knowledge_fts")
-        return (
-            select(SQLITE_FTS.c.rowid)
-            .join(KnowledgeChunk, KnowledgeChunk.id == SQLITE_FTS.c.rowid)
-            .where(fts.op("MATCH")(match), KnowledgeChunk.collection_id.in_(readable))
+        scored: list[tuple[float, int]] = []
+        for name in self.tables:
+            statement = text(
+                f"SELECT bm25({name}) AS score, rowid FROM {name} WHERE {name} MATCH :match "
+                "ORDER BY score, rowid LIMIT :limit"
+            )
+            rows = self.session.execute(statement, {"match": match, "limit": limit})
+            scored += [(float(score), int(rowid)) for score, rowid in rows]
+        return [chunk_id for _, chunk_id in heapq.nsmallest(limit, scored)]
+
+
+class _TsVector:
+    """PostgreSQL: the one tsvector table, the readable collections a condition of the query."""
+
+    def __init__(self, session: Session, readable: Select[int]) -> None:
+        self.session = session
+        self.readable = readable
+
+    def frequency(self, word: str, cap: int) -> int:
+        matching = self._matching([word], every=False).limit(cap).subquery()
+        return int(self.session.scalar(select(func.count()).select_from(matching)) or 0)
+
+    def ranked(self, words: list[str], limit: int, *, every: bool) -> list[int]:
+        rank = func.ts_rank_cd(POSTGRES_FTS.c.tsv, _tsquery(words, every))
+        statement = self._matching(words, every=every).order_by(rank.desc())
+        return list(self.session.scalars(statement.limit(limit)))
+
+    def _matching(self, words: list[str], *, every: bool) -> Select[Any]:
+        return select(POSTGRES_FTS.c.chunk_id).where(
+            POSTGRES_FTS.c.tsv.op("@@")(_tsquery(words, every)),
+            POSTGRES_FTS.c.collection_id.in_(self.readable),
         )
-    return select(POSTGRES_FTS.c.chunk_id).where(
-        POSTGRES_FTS.c.tsv.op("@@")(_tsquery(words, every)),
-        POSTGRES_FTS.c.collection_id.in_(readable),
-    )
 
 
 def _tsquery(words: list[str], every: bool) -> Any:

@@ -201,7 +201,7 @@ class RowSync:
                 )
                 session.delete(document)
             session.flush()
-            merge_fulltext(session)
+            merge_fulltext(session, [self.target.collection_id])
         flush_log(db)
         return len(gone)
 

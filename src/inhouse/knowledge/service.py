@@ -37,7 +37,7 @@ from inhouse.knowledge.catalog import (
 from inhouse.knowledge.connectors import Connectors, SourceConfig
 from inhouse.knowledge.evaluate import Evaluation, Question, evaluate
 from inhouse.knowledge.folders import Unreadable, read_bounded, walk
-from inhouse.knowledge.index import delete_chunks, flush_log, merge_fulltext
+from inhouse.knowledge.index import delete_chunks, drop_fulltext, flush_log, merge_fulltext
 from inhouse.knowledge.ingest import FAILED, Ingestor, Outcome, Target, storable
 from inhouse.knowledge.row_sync import Progress as RowProgress
 from inhouse.knowledge.search import Hit, Mode, search
@@ -139,6 +139,8 @@ class KnowledgeService:
                     )
                 )
             )
+            # its full-text table goes whole, first, so no row of it is deleted one by one
+            drop_fulltext(session, collection_id)
             delete_chunks(session, document_ids=ids)
             session.execute(
                 delete(KnowledgeDocument).where(KnowledgeDocument.collection_id == collection.id)
@@ -146,7 +148,6 @@ class KnowledgeService:
             revoked = readers(session, name)
             session.execute(delete(GroupCollection).where(GroupCollection.collection == name))
             session.delete(collection)
-            merge_fulltext(session)
             detail = {"documents": len(ids), "revoked": revoked}
             self.audit.record(session, actor, "knowledge.delete", name, detail, ip)
         flush_log(self.db)
@@ -176,7 +177,7 @@ class KnowledgeService:
         for document in documents:
             session.delete(document)
         session.flush()
-        merge_fulltext(session)
+        merge_fulltext(session, [collection.id])
         for document in documents:
             detail = {
                 "collection": collection.name,

@@ -205,9 +205,10 @@ class ContentRecord(Base):
     response: Mapped[str] = mapped_column(Text)
 
 
-# Full-text rows of knowledge chunks live in a table SQLAlchemy cannot declare (an FTS5 virtual
-# table on SQLite, a tsvector table on PostgreSQL): the migration creates it with raw DDL, and
-# schema comparisons skip every table whose name starts with this.
+# Full-text rows of knowledge chunks live in tables SQLAlchemy cannot declare, made with raw
+# DDL: on SQLite an FTS5 virtual table per collection, `knowledge_fts_<id>` (created by its
+# first write, see knowledge/index.py), on PostgreSQL one tsvector table (migration 0002).
+# Schema comparisons skip every table whose name starts with this.
 KNOWLEDGE_FTS = "knowledge_fts"
 
 
