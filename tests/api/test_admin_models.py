@@ -118,6 +118,7 @@ def test_an_import_names_a_file_of_the_folder_and_nothing_else(site: Site, tmp_p
     assert site.call("GET", "/admin/models/store").json()["importable"] == []
     for file, status in (
         ("../outside.gguf", 400),
+        ("tiny\x00.gguf", 400),  # a NUL byte, which no path may hold
         (str(outside), 400),
         ("link.gguf", 404),
         ("absent.gguf", 404),

@@ -285,7 +285,9 @@ def test_a_grounded_widget_reads_its_collections_and_no_other(tmp_path: Path) ->
     with serve_fake(tmp_path / "home", FakeRunner(kv_cells=8192, end_after=4)) as served:
         state = served.app.state.inhouse
         with state.db.write() as session:
-            Directory(session, state.audit, "cli:test").add_group("staff")
+            directory = Directory(session, state.audit, "cli:test")
+            directory.add_group("staff")
+            directory.join("admin", "staff")  # the widget's creator reads both collections
         for name, text in (
             ("faq", "Returns are accepted within thirty days of delivery."),
             ("secret", "Returns of the secret merger: the notice period is forty-seven days."),
@@ -305,3 +307,43 @@ def test_a_grounded_widget_reads_its_collections_and_no_other(tmp_path: Path) ->
         first = json.loads(reply.text.split("\n\n")[0].removeprefix("data: "))
         assert [c["collection"] for c in first["citations"]] == ["faq"]
         assert "forty-seven" not in reply.text
+        # a visitor sees the passage and where it is from, never the server's file paths
+        assert set(first["citations"][0]) == {"index", "collection", "title", "snippet"}
+        assert str(tmp_path) not in reply.text
+
+        # the creator leaves the group: the widget reads nothing the creator may not read
+        with state.db.write() as session:
+            Directory(session, state.audit, "cli:test").leave("admin", "staff")
+        reply = chat(served, made, ticket(served, made["id"]), {"messages": [
+            {"role": "user", "content": "returns within thirty days"}
+        ]})  # fmt: skip
+        answer(reply)
+        first = json.loads(reply.text.split("\n\n")[0].removeprefix("data: "))
+        assert first["citations"] == [] and "thirty" not in reply.text
+
+
+def test_a_widget_reads_only_what_its_creator_may_read(tmp_path: Path) -> None:
+    with serve_fake(tmp_path / "home", FakeRunner(kv_cells=8192, end_after=4)) as served:
+        state = served.app.state.inhouse
+        with state.db.write() as session:
+            Directory(session, state.audit, "cli:test").add_group("hr")
+        (tmp_path / "hr").mkdir()
+        (tmp_path / "hr" / "pay.txt").write_text("Salary of the chief executive: a lot.")
+        state.knowledge.create("cli:test", "hr", "hr")
+        state.knowledge.add("cli:test", "hr", tmp_path / "hr")
+        body = {"name": "HR", "model": "fake", "origins": [SHOP], "requests_per_minute": 30}
+        with admin(served) as client:  # the admin manages "hr" but is not granted it
+            refused = client.post("/admin/widgets", json={**body, "collections": ["hr"]})
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"]["message"] == "no collection named 'hr'"
+            made = client.post("/admin/widgets", json=body).json()
+            patched = client.patch(f"/admin/widgets/{made['id']}", json={"collections": ["hr"]})
+            assert patched.status_code == 400, patched.text
+
+
+def test_widget_traffic_counts_against_its_creators_quotas(served: Served) -> None:
+    made = create(served)
+    with admin(served) as client:  # the creator's own daily allowance runs out
+        assert client.patch("/admin/users/admin", json={"tokens_per_day": 1}).is_success
+    reply = chat(served, made, ticket(served, made["id"]))
+    assert reply.status_code == 429, reply.text

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import httpx
+import pytest
 
+from inhouse.api.web.access import local_path
 from inhouse.api.web.render import NAVIGATION
 from inhouse.auth.sessions import COOKIE
 from tests.web.conftest import ADMIN, MEMBER, Web, photograph, serious_violations, sign_in
@@ -71,3 +74,20 @@ def test_an_admin_signs_in_and_out(web: Web, page: Any) -> None:
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(web.url + "/login")
     assert page.goto(web.url + "/account").url.startswith(web.url + "/login")
+
+
+@pytest.mark.parametrize(
+    ("asked", "kept"),
+    [
+        ("/manage/users?x=1", "/manage/users?x=1"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example/x", "/"),  # browsers read a backslash as a slash
+        ("/\t/evil.example/x", "/"),  # and drop tabs and newlines
+        ("https://evil.example/", "/"),
+        ("evil.example", "/"),
+    ],
+)
+def test_sign_in_returns_only_to_a_path_of_this_site(web: Web, asked: str, kept: str) -> None:
+    page = httpx.get(web.url + "/login", params={"next": asked})
+    assert f'data-next="{html.escape(kept)}"' in page.text
+    assert local_path(asked) == kept

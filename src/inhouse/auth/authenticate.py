@@ -25,24 +25,22 @@ SESSIONS = cast(Table, WebSession.__table__)
 
 # Core statements, built once: authentication runs on every request, and building ORM
 # queries each time costs more than the database does
-KEY_LOOKUP = (
-    select(
-        KEYS.c.id,
-        KEYS.c.public_id,
-        KEYS.c.models,
-        KEYS.c.collections,
-        KEYS.c.expires_at,
-        KEYS.c.revoked_at,
-        *(KEYS.c[name] for name in LIMIT_FIELDS),
-        USERS.c.id.label("user_id"),
-        USERS.c.name.label("user_name"),
-        USERS.c.role,
-        USERS.c.disabled,
-        *(USERS.c[name].label(f"user_{name}") for name in LIMIT_FIELDS),
-    )
-    .join(USERS, USERS.c.id == KEYS.c.user_id)
-    .where(KEYS.c.key_hash == bindparam("key_hash"))
-)
+KEY_ROWS = select(
+    KEYS.c.id,
+    KEYS.c.public_id,
+    KEYS.c.models,
+    KEYS.c.collections,
+    KEYS.c.expires_at,
+    KEYS.c.revoked_at,
+    *(KEYS.c[name] for name in LIMIT_FIELDS),
+    USERS.c.id.label("user_id"),
+    USERS.c.name.label("user_name"),
+    USERS.c.role,
+    USERS.c.disabled,
+    *(USERS.c[name].label(f"user_{name}") for name in LIMIT_FIELDS),
+).join(USERS, USERS.c.id == KEYS.c.user_id)
+KEY_LOOKUP = KEY_ROWS.where(KEYS.c.key_hash == bindparam("key_hash"))
+KEY_BY_ID = KEY_ROWS.where(KEYS.c.id == bindparam("key_id"))
 SESSION_LOOKUP = (
     select(
         SESSIONS.c.csrf_hash,
@@ -71,6 +69,18 @@ def principal_for_key(session: Session, secret: str, now: float) -> Principal:
         raise Unauthorized("Incorrect API key provided.", code="invalid_api_key")
     connection = session.connection()
     row = connection.execute(KEY_LOOKUP, {"key_hash": token_hash(secret)}).one_or_none()
+    return _key_principal(connection, row, now)
+
+
+def principal_for_key_id(session: Session, key_id: int, now: float) -> Principal:
+    """The principal of the key with this row id (a key whose secret nobody holds, as a
+    widget's), checked exactly as a presented key is."""
+    connection = session.connection()
+    row = connection.execute(KEY_BY_ID, {"key_id": key_id}).one_or_none()
+    return _key_principal(connection, row, now)
+
+
+def _key_principal(connection: Connection, row: Any, now: float) -> Principal:
     if row is None:
         raise Unauthorized("Incorrect API key provided.", code="invalid_api_key")
     if row.revoked_at is not None:

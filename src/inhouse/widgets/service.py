@@ -9,6 +9,7 @@ and it works on the widget's chat route alone (it is no API key anywhere else)."
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import secrets
 import time
@@ -20,12 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inhouse.audit.trail import AuditTrail
+from inhouse.auth.authenticate import principal_for_key_id
 from inhouse.auth.directory import Directory
-from inhouse.auth.limits import UNCHANGED, LimitsUpdate, SubjectLimits
-from inhouse.auth.policy import Principal, Role
+from inhouse.auth.limits import UNCHANGED, LimitsUpdate
+from inhouse.auth.policy import Principal
 from inhouse.auth.tokens import token_hash
 from inhouse.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
-from inhouse.store.tables import ApiKey, KnowledgeCollection, User, Widget
+from inhouse.store.tables import ApiKey, KnowledgeCollection, Widget
 
 from .branding import check_branding
 from .origins import normalize_origins
@@ -205,23 +207,19 @@ def widget_access(session: Session, public_id: str, token: str, now: float) -> W
         raise refused
     if not hmac.compare_digest(token_hash(token), widget.token_hash):
         raise refused
-    key = session.get(ApiKey, widget.key_id)
-    owner = session.get(User, key.user_id) if key is not None else None
-    if key is None or owner is None or key.revoked_at is not None:
-        raise Forbidden("this widget's key has been revoked", code="widget_revoked")
-    if owner.disabled or (key.expires_at is not None and key.expires_at <= now):
-        raise Forbidden("this widget's key is no longer valid", code="widget_revoked")
-    limits = SubjectLimits.of("key", key)
-    principal = Principal(
-        user_id=owner.id,
-        user_name=owner.name,
-        role=Role.MEMBER,  # a widget never holds its owner's admin powers
-        via="widget",
-        key_id=key.id,
-        key_public_id=key.public_id,
-        models=frozenset({widget.model}),
-        collections=frozenset(widget.collections),
-        limits=(limits,) if limits.any else (),
+    try:  # the backing key, checked as any presented key is: revoked, expired, disabled
+        owner = principal_for_key_id(session, widget.key_id, now)
+    except Unauthorized as exc:
+        raise Forbidden(f"this widget's key is no longer valid ({exc.message})",
+                        code="widget_revoked") from None  # fmt: skip
+    # The owner's principal (key, user and group limits, billing group; the owner's role,
+    # which here decides only what may be read), narrowed to the widget's one model and to
+    # the widget's collections among those the owner may read.
+    collections = frozenset(widget.collections)
+    if owner.collections is not None:
+        collections &= owner.collections
+    principal = dataclasses.replace(
+        owner, via="widget", models=frozenset({widget.model}), collections=collections
     )
     return WidgetAccess(widget, principal)
 

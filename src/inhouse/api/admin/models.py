@@ -82,12 +82,17 @@ def _source(request: Request, file: str) -> Path:
             param="file",
             code="imports_off",
         )
-    if Path(file).name != file or file.startswith(".") or not file.lower().endswith(SUFFIX):
+    if (
+        "\x00" in file
+        or Path(file).name != file
+        or file.startswith(".")
+        or not file.lower().endswith(SUFFIX)
+    ):
         raise InvalidRequest("name a .gguf file of the import folder, not a path", param="file")
     path = folder / file
     if not _inside(path, folder):
         raise NotFound(f"no file {file!r} in the import folder")
-    return path
+    return path.resolve()  # the file checked is the file opened, whatever a link does next
 
 
 def _audit(request: Request, action: str, target: str, **detail: Any) -> None:

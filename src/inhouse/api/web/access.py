@@ -6,6 +6,7 @@ on their own, so a page shows only what its user could fetch anyway."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -48,8 +49,16 @@ def page_guard(permission: Permission) -> Any:
     return Depends(PageGuard(permission))
 
 
+# A path on this site: one "/", then no "/" or "\" (browsers read "/\\host" and "//host" as
+# another site) and no control character or space (browsers drop tabs: "/\t/host").
+LOCAL_PATH = re.compile(r"/(?![/\\])[^\\\x00-\x20\x7f]*")
+
+
+def local_path(path: str) -> str:
+    """`path` if it can only lead to this site, else "/" (where to go after signing in)."""
+    return path if LOCAL_PATH.fullmatch(path) else "/"
+
+
 def login_url(next_path: str) -> str:
-    """/login with a return path; only a local path (starting with one '/') is kept."""
-    if not next_path.startswith("/") or next_path.startswith("//"):
-        next_path = "/"
-    return "/login?next=" + quote(next_path, safe="/")
+    """/login with a return path on this site."""
+    return "/login?next=" + quote(local_path(next_path), safe="/")

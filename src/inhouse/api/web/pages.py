@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from inhouse.api.deps import app_state
 from inhouse.api.guard import guard
-from inhouse.api.web.access import PageRefused, login_url, page_guard
+from inhouse.api.web.access import PageRefused, local_path, login_url, page_guard
 from inhouse.api.web.render import page
 from inhouse.auth.policy import Permission, allows
 
@@ -22,7 +22,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/login", dependencies=[guard(Permission.PUBLIC)])
 def login_page(request: Request, next: str = "/") -> Response:
-    return page(request, "login.html", "Sign in", next_path=_local(next))
+    return page(request, "login.html", "Sign in", next_path=local_path(next))
 
 
 @router.get("/account", dependencies=[page_guard(Permission.SIGNED_IN)])
@@ -56,10 +56,6 @@ def brand_logo(request: Request) -> Response:
 def _granted(request: Request) -> set[str]:
     principal = request.state.principal
     return {p.value for p in Permission if p is not Permission.PUBLIC and allows(principal, p)}
-
-
-def _local(path: str) -> str:
-    return path if path.startswith("/") and not path.startswith("//") else "/"
 
 
 async def page_refused(request: Request, exc: Exception) -> Response:

@@ -77,6 +77,7 @@ def create_widget(body: NewWidget, request: Request) -> dict[str, Any]:
     if owner.user_id is None:
         raise InvalidRequest("a widget needs an owner: turn authentication on to create one")
     _known_model(request, body.model)
+    _readable(request, body.collections)
     spec = WidgetSpec(
         name=body.name,
         model=body.model,
@@ -109,6 +110,8 @@ def change_widget(public_id: str, body: WidgetChange, request: Request) -> dict[
     changes = body.model_dump(include=body.model_fields_set)
     if body.model is not None:
         _known_model(request, body.model)
+    if body.collections is not None:
+        _readable(request, body.collections)
     if body.branding is not None:
         changes["branding"] = body.branding.model_dump()
     for field in ("name", "model", "origins", "collections", "disabled", "requests_per_minute"):
@@ -157,3 +160,12 @@ def snippet(request: Request, public_id: str, token: str) -> str:
 def _known_model(request: Request, model: str) -> None:
     if model not in app_state(request).resolver.names():
         raise InvalidRequest(f"no model or alias named {model!r}", param="model")
+
+
+def _readable(request: Request, collections: list[str]) -> None:
+    """A widget grounds only on collections its creator may read (a collection the creator
+    may not read is refused exactly as one that does not exist)."""
+    readable = app_state(request).knowledge.readable(principal_of(request))
+    for name in sorted(set(collections)):
+        if name not in readable:
+            raise InvalidRequest(f"no collection named {name!r}", param="collections")

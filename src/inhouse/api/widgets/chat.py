@@ -117,7 +117,12 @@ async def _conversation(request: Request) -> WidgetChat:
 
 async def _events(generation: Generation, grounded: bool) -> AsyncIterator[bytes]:
     if grounded:
-        yield _sse({"citations": citations(generation.prepared.passages)})
+        # a visitor sees where an answer comes from, never the server's paths or locations
+        shown = ("index", "collection", "title", "snippet")
+        cited = [
+            {k: c[k] for k in shown if k in c} for c in citations(generation.prepared.passages)
+        ]
+        yield _sse({"citations": cited})
     async for item in generation.events():
         reason = finish_reason(item.event)
         if item.event.text:

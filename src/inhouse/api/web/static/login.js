@@ -16,7 +16,9 @@ document.addEventListener("DOMContentLoaded", () => {
       });
       inhouse.rememberCsrf(body.csrf_token);
       const next = form.dataset.next || "/";
-      window.location.assign(next.startsWith("/") && !next.startsWith("//") ? next : "/");
+      // only a path on this site (the server checks it too): "//host", "/\\host" and control
+      // characters, which browsers drop ("/\t/host"), would lead elsewhere
+      window.location.assign(/^\/(?![\/\\])[^\\\x00-\x20\x7f]*$/.test(next) ? next : "/");
     } catch (failure) {
       inhouse.announce(error, failure.message || "Sign-in failed.", true);
     }

@@ -33,7 +33,7 @@ document.addEventListener("DOMContentLoaded", () => {
     list.setAttribute("aria-label", "Sources");
     for (const c of citations) {
       const item = document.createElement("li");
-      item.textContent = c.title || c.source;
+      item.textContent = c.title || c.collection;
       list.appendChild(item);
     }
     log.appendChild(list);
