@@ -80,6 +80,8 @@ def test_serve_prints_a_key_once_and_the_openai_client_streams(
     text = "".join(server.output)
     assert "/v1" in text and "smollm2" in text and str(tmp_path / "home") in text
     assert "135M demo model" in text and "inhouse models import ./model.gguf --name" in text
+    assert f"web app   {server.url}/" in text and "inhouse users passwd" in text
+    assert httpx.get(server.url + "/login").is_success  # the sign-in page it points to
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0)
     stream = client.chat.completions.create(
         model="smollm2",

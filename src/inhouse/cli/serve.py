@@ -74,6 +74,7 @@ def start(settings: Settings, *, new_admin_key: bool) -> None:
         "",
         "  inhouse is running",
         f"  API       {url}/v1   (OpenAI-compatible)",
+        f"  web app   {url}/   (a password to sign in: inhouse users passwd NAME)",
         *model_lines(spec, len(resolver.names())),
         f"  data dir  {settings.home}",
     ]
