@@ -233,8 +233,8 @@ async def test_a_leased_engine_is_not_unloaded_before_it_streams(pools: list[Mod
     events = [e async for e in lease.engine.generate(request(), lease)]
     assert "".join(e.text for e in events) == "hello"
     lease.release()
-    for _ in range(200):
-        if "a" not in names(pool):
+    for _ in range(200):  # the engine leaves the pool, then its thread stops: wait for both
+        if "a" not in names(pool) and not lease.engine.alive:
             break
         await asyncio.sleep(0.05)
     assert "a" not in names(pool) and not lease.engine.alive
