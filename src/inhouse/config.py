@@ -272,6 +272,13 @@ class TuningSettings(BaseModel):
         description="Keep copies of the prompt and the answer with each rating (for tuning "
         "data sets); off: only the rating and any suggested answer are stored.",
     )
+    max_file_mb: float = Field(
+        256,
+        gt=0,
+        le=16384,
+        description="Largest training file `tune data add` and /v1/files take (over HTTP: "
+        "streamed to disk, 413 beyond).",
+    )
 
 
 HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"

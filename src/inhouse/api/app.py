@@ -26,6 +26,7 @@ from inhouse.api.metrics import Metrics
 from inhouse.api.middleware import DrainGate, RequestBody
 from inhouse.api.ollama import routers as ollama_routers
 from inhouse.api.openai import chat, completions, embeddings, models
+from inhouse.api.tuning import router as tuning_router
 from inhouse.api.web import routers as web_routers
 from inhouse.api.web.pages import install_web
 from inhouse.api.web.security import SecurityHeaders
@@ -171,6 +172,7 @@ def _add_routes(app: FastAPI) -> None:
     api_routers = (*openai_routers, *ollama_routers, *admin_routers, knowledge_router)
     api_routers += widget_routers
     api_routers += conversation_routers
+    api_routers += (tuning_router,)
     for router in (*api_routers, *web_routers):
         app.include_router(router)
     for path, endpoint in (("/health", health), ("/metrics", metrics)):

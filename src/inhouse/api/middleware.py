@@ -29,8 +29,8 @@ from inhouse.api.errors import error_response
 from inhouse.errors import InhouseError, InvalidRequest, Overloaded, PayloadTooLarge
 
 THREAD_FROM_BYTES = 256 * 1024
-# POST routes that read (and bound) their own body: knowledge uploads
-STREAMED = re.compile(r"/v1/knowledge/collections/[^/]+/documents")
+# POST routes that read (and bound) their own body: knowledge and training file uploads
+STREAMED = re.compile(r"/v1/knowledge/collections/[^/]+/documents|/v1/files")
 
 # a `\uD800`-`\uDFFF` escape, a surrogate encoded as UTF-8 bytes (json.loads passes both),
 # or a NUL byte (JSON in UTF-16/32, which json.loads also accepts)

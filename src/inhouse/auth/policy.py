@@ -29,6 +29,8 @@ class Permission(enum.StrEnum):
     KNOWLEDGE_READ = "knowledge.read"  # search and list the collections one may read
     KNOWLEDGE_MANAGE = "knowledge.manage"  # create, delete, upload to and sync collections
     MODEL_MANAGE = "model.manage"  # import models into the store, set and remove aliases
+    TUNING_USE = "tuning.use"  # add, read and delete one's own (or shared) tuning data sets
+    TUNING_MANAGE = "tuning.manage"  # list and delete everyone's data sets (not read them)
 
 
 _MEMBER = frozenset(
@@ -38,6 +40,7 @@ _MEMBER = frozenset(
         Permission.KEYS_OWN,
         Permission.USAGE_OWN,
         Permission.KNOWLEDGE_READ,
+        Permission.TUNING_USE,
     }
 )
 GRANTS: dict[Role, frozenset[Permission]] = {

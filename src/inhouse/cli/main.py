@@ -12,6 +12,7 @@ from inhouse.cli.audit import audit_app
 from inhouse.cli.directory import groups_app, keys_app, users_app
 from inhouse.cli.knowledge import knowledge_app
 from inhouse.cli.options import ConfigOpt, HomeOpt
+from inhouse.cli.tuning import tune_app
 from inhouse.cli.usage import usage_app
 from inhouse.config import AuthSettings, EngineSettings, ServerSettings, Settings, load_settings
 
@@ -24,6 +25,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(usage_app, name="usage")
 app.add_typer(audit_app, name="audit")
 app.add_typer(knowledge_app, name="knowledge")
+app.add_typer(tune_app, name="tune")
 
 
 class KVLayout(enum.Enum):

@@ -389,3 +389,54 @@ class Widget(Base):
 Index("ix_usage_user_ts", UsageRecord.user_id, UsageRecord.ts)
 Index("ix_knowledge_vectors_collection_bits", KnowledgeVector.collection_id, KnowledgeVector.bits)
 Index("ix_conversations_user_updated", Conversation.user_id, Conversation.updated_at)
+
+
+class TuningDataset(Base):
+    """A data set for tuning: read by its owner and the groups it is shared with
+    (TuningDatasetShare); `public_id` is its OpenAI file id. Its examples are rows of
+    TuningExample, already checked, deduplicated and split."""
+
+    __tablename__ = "tuning_datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)  # file-<hex>
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    owner_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None, index=True
+    )  # None: the server's operator (the CLI without --owner)
+    format: Mapped[str] = mapped_column(String(16))  # chat | text
+    source: Mapped[str] = mapped_column(String(1024))  # file name, feedback:..., collection:...
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes of the examples as JSONL
+    train_count: Mapped[int] = mapped_column(Integer)
+    eval_count: Mapped[int] = mapped_column(Integer)
+    duplicates: Mapped[int] = mapped_column(Integer)
+    redacted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class TuningDatasetShare(Base):
+    """A group whose members may read (and train on) a data set."""
+
+    __tablename__ = "tuning_dataset_shares"
+
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("tuning_datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class TuningExample(Base):
+    """One example of a data set, in order: `split` is train | eval, `data` the example
+    (`{"messages": [...]}` or `{"text": ...}`)."""
+
+    __tablename__ = "tuning_examples"
+    __table_args__ = (UniqueConstraint("dataset_id", "ordinal"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("tuning_datasets.id", ondelete="CASCADE"))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    split: Mapped[str] = mapped_column(String(8))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
