@@ -29,6 +29,9 @@ from inhouse.store.db import Database, open_database
 from tests.fakes import FakeRunner
 
 REQUIRE_ALL = os.environ.get("INHOUSE_REQUIRE_ALL") == "1"
+# A server under test trains no queued job unless its test asks (tests/tuning's end-to-end
+# ones set INHOUSE_TUNING__RUN_JOBS=true): a job a test queues stays queued for its checks.
+os.environ["INHOUSE_TUNING__RUN_JOBS"] = "false"
 # a PostgreSQL server the store tests may create schemas in (CI starts one: see .ci/run)
 POSTGRES_URL = os.environ.get("INHOUSE_TEST_POSTGRES_URL", "")
 

@@ -265,12 +265,14 @@ class KnowledgeSettings(BaseModel):
 
 
 class TuningSettings(BaseModel):
-    """Data for tuning: what the feedback given in the web chat keeps."""
+    """Data for tuning: what completions and the feedback on them keep."""
 
     keep_feedback_text: bool = Field(
         False,
-        description="Keep copies of the prompt and the answer with each rating (for tuning "
-        "data sets); off: only the rating and any suggested answer are stored.",
+        description="Keep the prompt and the answer of every chat completion (as if each "
+        "request to /v1/chat/completions sent `store: true`) and with each rating given in the "
+        "web chat, for feedback and tuning data sets; off: only completions sent with `store: "
+        "true` are kept, and a web-chat rating stores only itself and any suggested answer.",
     )
     max_file_mb: float = Field(
         256,
@@ -278,6 +280,37 @@ class TuningSettings(BaseModel):
         le=16384,
         description="Largest training file `tune data add` and /v1/files take (over HTTP: "
         "streamed to disk, 413 beyond).",
+    )
+    run_jobs: bool = Field(
+        True,
+        description="`inhouse serve` trains queued fine-tuning jobs (and runs the "
+        "continual-learning schedules); off: only `inhouse tune start` in the foreground does.",
+    )
+    concurrent_jobs: int = Field(
+        1, ge=1, le=8, description="Training jobs that run at once; the others wait, queued."
+    )
+    threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="CPU threads a training job uses (torch); the rest stay with serving.",
+    )
+    checkpoint_every: int = Field(
+        50, ge=1, le=100_000, description="Steps between a training job's checkpoints."
+    )
+    max_memory_mb: int = Field(
+        16_384,
+        ge=512,
+        le=4_194_304,
+        description="Memory a training job's process may take; beyond it the job fails "
+        "with an out-of-memory error and serving is untouched.",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Times a job is started (resuming from its last checkpoint) after its "
+        "trainer dies before the job is marked failed.",
     )
 
 

@@ -26,7 +26,8 @@ from inhouse.api.metrics import Metrics
 from inhouse.api.middleware import DrainGate, RequestBody
 from inhouse.api.ollama import routers as ollama_routers
 from inhouse.api.openai import chat, completions, embeddings, models
-from inhouse.api.tuning import router as tuning_router
+from inhouse.api.tuning import routers as tuning_routers
+from inhouse.api.tuning.background import start_training
 from inhouse.api.web import routers as web_routers
 from inhouse.api.web.pages import install_web
 from inhouse.api.web.security import SecurityHeaders
@@ -153,6 +154,7 @@ async def _lifespan(state: AppState) -> AsyncIterator[None]:
     syncs = None
     if state.settings.knowledge.scheduled_syncs:
         syncs = asyncio.create_task(run_scheduled_syncs(state.knowledge, stop_syncs))
+    training = start_training(state, stop_syncs)
     try:
         yield
     finally:
@@ -162,7 +164,10 @@ async def _lifespan(state: AppState) -> AsyncIterator[None]:
         stop_syncs.set()
         if syncs is not None:
             await syncs  # a running sync stops at its next row, recorded as stopped
+        if training is not None:
+            await training  # a running trainer is stopped; its job resumes at the next start
         await state.pool.close()
+        state.pipeline.close()
         state.governance.close()
         state.db.close()
 
@@ -172,7 +177,7 @@ def _add_routes(app: FastAPI) -> None:
     api_routers = (*openai_routers, *ollama_routers, *admin_routers, knowledge_router)
     api_routers += widget_routers
     api_routers += conversation_routers
-    api_routers += (tuning_router,)
+    api_routers += tuning_routers
     for router in (*api_routers, *web_routers):
         app.include_router(router)
     for path, endpoint in (("/health", health), ("/metrics", metrics)):

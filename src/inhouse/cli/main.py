@@ -13,6 +13,8 @@ from inhouse.cli.directory import groups_app, keys_app, users_app
 from inhouse.cli.knowledge import knowledge_app
 from inhouse.cli.options import ConfigOpt, HomeOpt
 from inhouse.cli.tuning import tune_app
+from inhouse.cli.tuning_jobs import register as register_tuning_jobs
+from inhouse.cli.tuning_versions import register as register_tuning_versions
 from inhouse.cli.usage import usage_app
 from inhouse.config import AuthSettings, EngineSettings, ServerSettings, Settings, load_settings
 
@@ -26,6 +28,8 @@ app.add_typer(usage_app, name="usage")
 app.add_typer(audit_app, name="audit")
 app.add_typer(knowledge_app, name="knowledge")
 app.add_typer(tune_app, name="tune")
+register_tuning_jobs(tune_app)
+register_tuning_versions(tune_app)
 
 
 class KVLayout(enum.Enum):

@@ -14,7 +14,8 @@ import typer
 from inhouse.cli.options import ConfigOpt, HomeOpt, refusals, settings_from
 
 if TYPE_CHECKING:
-    from inhouse.ledger.reports import SavingsReport, SavingsRow
+    from inhouse.ledger.reports import SavingsReport, SavingsRow, UsageRow
+    from inhouse.ledger.training import TrainingRow
 
 
 usage_app = typer.Typer(
@@ -43,7 +44,8 @@ def usage(
     config: ConfigOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Tokens, requests, errors and latency per user, group, model, key or day."""
+    """Tokens, requests, errors and latency per user, group, model, key or day; fine-tuning
+    jobs (tokens trained, machine time) in a table of their own."""
     if ctx.invoked_subcommand is not None:
         return
     from inhouse.cli.context import opened_store
@@ -54,11 +56,20 @@ def usage(
         start, end = _window(since)
         with opened_store(settings) as db, db.read() as session:
             rows = usage_report(session, start, end, by)
+            trained = usage_report(session, start, end, by, training=True)
     if as_json:
         body = {"by": by, "since": start, "until": end, "rows": [r.as_dict() for r in rows]}
+        body["training"] = [r.as_dict() for r in trained]
         typer.echo(json.dumps(body, indent=2))
         return
     typer.echo(f"usage by {by} since {_when(start)}")
+    _print_usage(by, rows)
+    if trained:
+        typer.echo(f"\nfine-tuning jobs by {by}")
+        _print_training(by, trained)
+
+
+def _print_usage(by: str, rows: Sequence[UsageRow]) -> None:
     if not rows:
         typer.echo("no requests in this window")
         return
@@ -66,6 +77,21 @@ def usage(
     counts = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "errors")
     cells = [
         [r.label, *(f"{getattr(r, name):,}" for name in counts), f"{r.avg_latency_ms:,.0f}"]
+        for r in rows
+    ]
+    _table(header, cells, text_columns=1)
+
+
+def _print_training(by: str, rows: Sequence[UsageRow]) -> None:
+    header = [by.upper(), "JOBS", "TRAINED TOKENS", "FAILED", "HOURS"]
+    cells = [
+        [
+            r.label,
+            f"{r.requests:,}",
+            f"{r.prompt_tokens:,}",
+            f"{r.errors:,}",
+            f"{r.avg_latency_ms * r.requests / 3_600_000:,.2f}",
+        ]
         for r in rows
     ]
     _table(header, cells, text_columns=1)
@@ -122,6 +148,8 @@ def _print_savings(report: SavingsReport, price_file: Path | None) -> None:
         places = _places(report)
         cells = [_savings_cells(row, report.apis, places) for row in [*report.rows, report.total]]
         _table(header, cells, text_columns=2)
+    if report.training:
+        _print_training_savings(report)
     source = price_file or "the bundled table"
     typer.echo(
         f"\nprices: table {report.price_version} of {report.price_as_of}, "
@@ -132,8 +160,9 @@ def _print_savings(report: SavingsReport, price_file: Path | None) -> None:
         f"${report.machine_cost:,.2f}"
     )
     typer.echo(
-        "The machine costs the same busy or idle: its cost over the whole window is shared "
-        "among rows by their share of all tokens served."
+        "The machine costs the same busy or idle: its cost over the whole window, less the "
+        "hours fine-tuning jobs trained, is shared among rows by their share of all tokens "
+        "served."
     )
 
 
@@ -145,6 +174,30 @@ def _savings_cells(row: SavingsRow, apis: Sequence[str], places: int) -> list[st
         row.model,
         f"{row.requests:,}",
         f"{row.total_tokens:,}",
+        *(f"{amount:,.{places}f}" for amount in money),
+    ]
+
+
+def _print_training_savings(report: SavingsReport) -> None:
+    typer.echo(
+        "\nfine-tuning: what the same training would cost at APIs that sell it (the tokens "
+        "of succeeded jobs) against the machine time of every job here"
+    )
+    apis = report.training_apis
+    header = ["USER", "MODEL", "JOBS", "TOKENS", *apis, "HERE", "SAVED VS PRICIEST"]
+    rows = [*report.training, report.training_total]
+    cells = [_training_cells(row, apis, _places(report)) for row in rows]
+    _table(header, cells, text_columns=2)
+
+
+def _training_cells(row: TrainingRow, apis: Sequence[str], places: int) -> list[str]:
+    costs = [row.api_costs.get(name, 0.0) for name in apis]
+    money = [*costs, row.local_cost, max(costs, default=0.0) - row.local_cost]
+    return [
+        row.user,
+        row.model,
+        f"{row.jobs:,}",
+        f"{row.billable_tokens:,}",
         *(f"{amount:,.{places}f}" for amount in money),
     ]
 

@@ -1,7 +1,9 @@
 """Feedback on answers: a rating (+1 / -1) and optionally a better answer, one per user and
-completion (given again, it replaces the earlier one). Only an answer in one of the user's
-own conversations can be rated. Copies of the prompt and the answer are kept only when the
-setting `tuning.keep_feedback_text` is on; every feedback is audited, without its text."""
+completion (given again, it replaces the earlier one). Only the user's own completions can be
+rated: an answer in one of their conversations, or a chat completion of theirs that was
+stored (`store: true`, or the setting `tuning.keep_feedback_text`). Copies of the prompt and
+the answer are kept when the user opted in (a stored completion) or when that setting is on;
+every feedback is audited, without its text."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from inhouse.store.db import Database
 from inhouse.store.tables import Conversation, ConversationMessage, Feedback
 
 from .service import ASSISTANT, MAX_LIMIT
+from .stored import own_stored
 
 MAX_CORRECTION_CHARS = 32_768
 
@@ -35,6 +38,15 @@ class Rating:
     correction: str | None = None
 
 
+@dataclass(frozen=True)
+class Rated:
+    """What a feedback row keeps of the rated completion (text only when opted in)."""
+
+    model: str
+    prompt: list[dict[str, Any]] | None = None
+    answer: str | None = None
+
+
 class FeedbackBook:
     """Feedback as its users give and read it, each call one transaction."""
 
@@ -47,8 +59,7 @@ class FeedbackBook:
         """Store (or replace) the user's feedback on one of their own answers, audited."""
         _check(rating)
         with self.db.write() as session:
-            conversation, answer = _own_answer(session, user_id, rating.completion_id)
-            prompt = _prompt(session, answer) if self.keep_text else None
+            rated = self._rated(session, user_id, rating.completion_id)
             row = session.scalar(
                 select(Feedback).where(
                     Feedback.completion_id == rating.completion_id, Feedback.user_id == user_id
@@ -58,18 +69,32 @@ class FeedbackBook:
             if row is None:
                 row = Feedback(completion_id=rating.completion_id, user_id=user_id, created_at=now)
                 session.add(row)
-            row.model, row.rating = conversation.model, rating.rating
+            row.model, row.rating = rated.model, rating.rating
             row.correction, row.updated_at = rating.correction, now
-            row.prompt, row.answer = prompt, answer.content if self.keep_text else None
+            row.prompt, row.answer = rated.prompt, rated.answer
             session.flush()
             detail = {
                 "rating": rating.rating,
                 "correction": rating.correction is not None,
-                "model": conversation.model,
+                "model": rated.model,
                 "replaced": replaced,
             }
             self.audit.record(session, actor, "feedback.record", rating.completion_id, detail, ip)
             return feedback_view(row)
+
+    def _rated(self, session: Session, user_id: int, completion_id: str) -> Rated:
+        """The user's completion: an answer in their conversations (its text only with
+        keep_text), else a stored completion of theirs (its text: they opted in)."""
+        found = _own_answer(session, user_id, completion_id)
+        if found is not None:
+            conversation, answer = found
+            if not self.keep_text:
+                return Rated(conversation.model)
+            return Rated(conversation.model, _prompt(session, answer), answer.content)
+        stored = own_stored(session, user_id, completion_id)
+        if stored is None:
+            raise CompletionNotFound(f"no completion {completion_id!r} of yours")
+        return Rated(stored.model, [_turn(m) for m in stored.messages], stored.answer)
 
     def mine(self, user_id: int, limit: int = 50) -> list[dict[str, Any]]:
         """The user's own feedback, newest first."""
@@ -107,9 +132,10 @@ def _check(rating: Rating) -> None:
 
 def _own_answer(
     session: Session, user_id: int, completion_id: str
-) -> tuple[Conversation, ConversationMessage]:
+) -> tuple[Conversation, ConversationMessage] | None:
     """The assistant message with this completion id in one of the user's conversations;
-    the conversation is locked, so one user's feedback on it is written one at a time."""
+    the conversation is locked, so one user's feedback on it is written one at a time;
+    None when there is none."""
     found = session.execute(
         select(Conversation, ConversationMessage)
         .join(ConversationMessage, ConversationMessage.conversation_id == Conversation.id)
@@ -120,9 +146,7 @@ def _own_answer(
         )
         .with_for_update(of=Conversation)
     ).first()
-    if found is None:
-        raise CompletionNotFound(f"no answer {completion_id!r} in your conversations")
-    return found[0], found[1]
+    return None if found is None else (found[0], found[1])
 
 
 def _prompt(session: Session, answer: ConversationMessage) -> list[dict[str, Any]]:
@@ -136,3 +160,13 @@ def _prompt(session: Session, answer: ConversationMessage) -> list[dict[str, Any
         .order_by(ConversationMessage.ordinal)
     )
     return [{"role": m.role, "content": m.content} for m in rows]
+
+
+def _turn(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as sent to /v1/chat/completions, as a chat turn: role (developer: system,
+    its older name) and text (a list content's parts joined; None where it has no text, e.g.
+    a bare tool call, which leaves the example out of a data set)."""
+    role, content = message.get("role"), message.get("content")
+    if isinstance(content, list):
+        content = "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return {"role": "system" if role == "developer" else role, "content": content}

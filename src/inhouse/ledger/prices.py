@@ -15,7 +15,7 @@ from inhouse.errors import InvalidRequest
 BUNDLED = "prices.toml"
 PER = 1_000_000  # prices are per million tokens
 TABLE_KEYS = {"version", "as_of", "currency", "model"}
-MODEL_KEYS = {"name", "provider", "input", "cached_input", "output", "as_of"}
+MODEL_KEYS = {"name", "provider", "input", "cached_input", "output", "training", "as_of"}
 CURRENCY = "USD"  # the local cost model is in dollars too, so the two compare directly
 
 
@@ -29,6 +29,7 @@ class ApiPrice:
     cached_input_per_m: float | None
     output_per_m: float
     as_of: date
+    training_per_m: float | None = None  # fine-tuning, per training token; None: not offered
 
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
         """Dollars for this traffic; `cached_tokens` are the part of `prompt_tokens` cached."""
@@ -42,6 +43,12 @@ class ApiPrice:
             + completion_tokens * self.output_per_m
         )
         return dollars / PER
+
+    def training_cost(self, trained_tokens: int) -> float | None:
+        """Dollars for fine-tuning on this many tokens (all epochs); None if not offered."""
+        if self.training_per_m is None:
+            return None
+        return trained_tokens * self.training_per_m / PER
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ def _price(name: str, index: int, entry: Any) -> ApiPrice:
     for field in ("name", "provider"):
         if not isinstance(entry.get(field), str) or not entry[field].strip():
             raise _invalid(name, f"{where}: `{field}` must be a non-empty string")
-    cached = entry.get("cached_input")
+    cached, training = entry.get("cached_input"), entry.get("training")
     return ApiPrice(
         name=entry["name"].strip(),
         provider=entry["provider"].strip(),
@@ -112,6 +119,7 @@ def _price(name: str, index: int, entry: Any) -> ApiPrice:
         cached_input_per_m=None if cached is None else _amount(name, where, "cached_input", cached),
         output_per_m=_amount(name, where, "output", entry.get("output")),
         as_of=_date(name, where, entry.get("as_of")),
+        training_per_m=None if training is None else _amount(name, where, "training", training),
     )
 
 

@@ -1,7 +1,9 @@
 """Usage and savings reports: GROUP BY queries over the `usage` table, same SQL on both stores.
 
 Both reports cover requests with `since <= ts < until`, optionally of one user only (what a
-member may see of their own). Results are frozen dataclasses whose `as_dict()` is plain JSON.
+member may see of their own). Serving and fine-tuning are reported apart (`training.py`):
+a usage report is of one or the other; the savings report prices both. Results are frozen
+dataclasses whose `as_dict()` is plain JSON.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from inhouse.config import CostSettings
 from inhouse.errors import InvalidRequest
 from inhouse.ledger.costs import explain_hourly_cost, hourly_cost
 from inhouse.ledger.prices import PriceTable
+from inhouse.ledger.training import (
+    TRAINING,
+    TrainingRow,
+    training_apis,
+    training_rows,
+    training_total,
+)
 from inhouse.store.tables import ApiKey, AuditEntry, Group, UsageRecord, User
 
 DAY_S = 86400
@@ -90,8 +99,11 @@ class SavingsReport:
     hourly_cost: float
     cost_basis: str
     machine_cost: float  # the machine over the whole window, busy or idle
-    rows: list[SavingsRow]
+    rows: list[SavingsRow]  # serving
     total: SavingsRow
+    training_apis: list[str]  # the APIs that sell fine-tuning: the training rows' columns
+    training: list[TrainingRow]
+    training_total: TrainingRow
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,13 +118,20 @@ class _Dimension:
 
 
 def usage_report(
-    session: Session, since: float, until: float, by: str, user_id: int | None = None
+    session: Session,
+    since: float,
+    until: float,
+    by: str,
+    user_id: int | None = None,
+    training: bool = False,
 ) -> list[UsageRow]:
-    """Usage grouped `by` user/group/model/key/day: most tokens first (days: oldest first)."""
+    """Usage grouped `by` user/group/model/key/day: most tokens first (days: oldest first);
+    of serving, or with `training` of fine-tuning jobs (a request: a job; prompt tokens: the
+    tokens trained on; latency: its machine time)."""
     dimension = _dimension(by)
     keys = dimension.columns
     stmt = dimension.join(select(*keys, *_aggregates()).select_from(UsageRecord))
-    stmt = _window(stmt, since, until, user_id).group_by(*keys)
+    stmt = _window(stmt, since, until, user_id, training).group_by(*keys)
     if dimension.chronological:
         stmt = stmt.order_by(*keys)
     else:
@@ -140,10 +159,19 @@ def savings_report(
     start = max(since, in_service) if in_service is not None else since
     hours = max(until - start, 0.0) / 3600
     machine_cost = hours * hourly_cost(costs)
+    trained = training_rows(session, since, until, prices, hourly_cost(costs), user_id)
+    tuning_apis = training_apis(prices)
+    # the machine time jobs trained is theirs; serving shares the rest of the machine's cost
+    training_everyone = (
+        trained
+        if user_id is None
+        else training_rows(session, since, until, prices, hourly_cost(costs))
+    )
+    serving_cost = max(machine_cost - sum(row.local_cost for row in training_everyone), 0.0)
     share = _share_of_machine(session, since, until)
     apis = [price.name for price in prices.prices]
     rows = [
-        _savings_row(_named(row[0], row[1], NO_TEAM), row[2], row, prices, machine_cost, share)
+        _savings_row(_named(row[0], row[1], NO_TEAM), row[2], row, prices, serving_cost, share)
         for row in session.execute(stmt)
     ]
     return SavingsReport(
@@ -159,6 +187,9 @@ def savings_report(
         machine_cost=machine_cost,
         rows=rows,
         total=_total(rows, apis),
+        training_apis=tuning_apis,
+        training=trained,
+        training_total=training_total(trained, tuning_apis),
     )
 
 
@@ -179,8 +210,12 @@ def _aggregates() -> list[ColumnElement[Any]]:
     ]
 
 
-def _window(stmt: AnySelect, since: float, until: float, user_id: int | None) -> AnySelect:
+def _window(
+    stmt: AnySelect, since: float, until: float, user_id: int | None, training: bool = False
+) -> AnySelect:
     stmt = stmt.where(UsageRecord.ts >= since, UsageRecord.ts < until)
+    is_training = UsageRecord.endpoint == TRAINING
+    stmt = stmt.where(is_training if training else ~is_training)
     if user_id is not None:
         stmt = stmt.where(UsageRecord.user_id == user_id)
     return stmt

@@ -440,3 +440,124 @@ class TuningExample(Base):
     ordinal: Mapped[int] = mapped_column(Integer)
     split: Mapped[str] = mapped_column(String(8))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TuningJob(Base):
+    """A fine-tuning job: what to train (base model, data set, hyperparameters) and how far it
+    got. `name` is the tuned model's name once trained (an adapter set in the model store);
+    `public_id` its OpenAI id (ftjob-<hex>). One job trains at a time: the runner that claims
+    it writes `runner` and keeps `heartbeat_at` fresh; a running job whose heartbeat is stale
+    (its runner died) is claimed again and resumes from its last checkpoint."""
+
+    __tablename__ = "tuning_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    owner_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None, index=True
+    )  # None: the server's operator
+    created_by: Mapped[str] = mapped_column(String(128))
+    base_model: Mapped[str] = mapped_column(String(128))  # a model store name (not an alias)
+    parent_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tuning_jobs.id", ondelete="SET NULL"), default=None
+    )  # continued from that version's adapter
+    dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tuning_datasets.id", ondelete="SET NULL"), default=None
+    )
+    dataset_name: Mapped[str] = mapped_column(String(128))  # kept when the data set is deleted
+    eval_dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tuning_datasets.id", ondelete="SET NULL"), default=None
+    )  # held-out examples from another data set (OpenAI's validation_file)
+    method: Mapped[str] = mapped_column(String(16))  # lora
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    scorer: Mapped[str] = mapped_column(String(512), default="contains")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, default=None)
+    finished_at: Mapped[float | None] = mapped_column(Float, default=None)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    runner: Mapped[str | None] = mapped_column(String(128), default=None)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # last step
+    trained_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    torch_eval_loss: Mapped[float | None] = mapped_column(Float, default=None)
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(128), default=None)
+
+
+class TuningJobEvent(Base):
+    """One line of a job's log: a message, or metrics (`data`) of a step or checkpoint."""
+
+    __tablename__ = "tuning_job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("tuning_jobs.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[float] = mapped_column(Float)
+    level: Mapped[str] = mapped_column(String(8))  # info | warn | error
+    type: Mapped[str] = mapped_column(String(16))  # message | metrics
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class TuningAliasChange(Base):
+    """One move of an alias to a tuned version (promote) or back (rollback): the history that
+    `rollback` walks, with the gate's verdict and whether it was forced."""
+
+    __tablename__ = "tuning_alias_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alias: Mapped[str] = mapped_column(String(128), index=True)
+    target: Mapped[str] = mapped_column(String(128))
+    previous: Mapped[str | None] = mapped_column(String(128), default=None)
+    action: Mapped[str] = mapped_column(String(16))  # promote | rollback
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[float] = mapped_column(Float)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class TuningSchedule(Base):
+    """Continual learning: when `min_new_feedback` new rated answers exist since the last
+    run, retrain from the newest succeeded version of `base_job` on a data set built from
+    feedback, and promote it to `alias` if the gate passes."""
+
+    __tablename__ = "tuning_schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    base_job: Mapped[str] = mapped_column(String(128))  # the first version's job name
+    alias: Mapped[str | None] = mapped_column(String(128), default=None)
+    min_new_feedback: Mapped[int] = mapped_column(Integer)
+    min_rating: Mapped[int] = mapped_column(Integer, default=1)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_feedback_id: Mapped[int] = mapped_column(Integer, default=0)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    last_run_at: Mapped[float | None] = mapped_column(Float, default=None)
+    last_job: Mapped[str | None] = mapped_column(String(128), default=None)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class StoredCompletion(Base):
+    """A chat completion of /v1/chat/completions kept because its caller asked (`store: true`)
+    or the admin setting `tuning.keep_feedback_text` is on: the prompt as sent and choice 0's
+    answer, so that its user can rate it and tune on it. Nothing is kept otherwise."""
+
+    __tablename__ = "stored_completions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    completion_id: Mapped[str] = mapped_column(String(64), unique=True)  # the response's id
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_id: Mapped[int | None] = mapped_column(Integer, default=None)  # None: a web session
+    model: Mapped[str] = mapped_column(String(128))  # as requested
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    answer: Mapped[str] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(16), default=None)  # None: cut short
+    meta: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, default=None)
+    created_at: Mapped[float] = mapped_column(Float, index=True)

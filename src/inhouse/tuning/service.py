@@ -98,6 +98,25 @@ class DatasetService:
         source = f"feedback:since={since},min_rating={min_rating}"
         return self._store(principal, name, Format.CHAT, source, prepared, options)
 
+    def from_feedback_range(
+        self,
+        principal: Principal,
+        name: str,
+        after_id: int,
+        upto_id: int,
+        min_rating: int = 1,
+        options: Options = Options(),
+    ) -> dict[str, Any]:
+        """A chat data set of the rated answers with `after_id < id <= upto_id` (continual
+        learning: the feedback that arrived since the last run)."""
+        with self.db.read() as session:
+            examples = feedback_examples(session, 0.0, min_rating, after_id, upto_id)
+        if not examples:
+            raise InvalidTrainingFile([f"no usable feedback with id {after_id + 1} to {upto_id}"])
+        prepared = prepare(examples, options.eval_split, options.redact)
+        source = f"feedback:ids={after_id + 1}-{upto_id},min_rating={min_rating}"
+        return self._store(principal, name, Format.CHAT, source, prepared, options)
+
     def from_collection(
         self, principal: Principal, name: str, collection: str, options: Options = Options()
     ) -> dict[str, Any]:

@@ -1,5 +1,7 @@
-"""/v1/feedback: rate an answer of one's own conversations (1 or -1), optionally with a
-better answer; one per user and completion, given again it replaces the earlier one."""
+"""/v1/feedback: rate one's own answer (1 or -1), optionally with a better answer: an answer
+in one's conversations, or a chat completion of /v1/chat/completions that was stored (`store:
+true`, or the setting `tuning.keep_feedback_text`); one per user and completion, given again
+it replaces the earlier one."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from inhouse.conversations.service import DEFAULT_LIMIT, MAX_LIMIT
 
 from .schemas import FeedbackBody, user_id_of
 
+FLUSH_S = 2.0
 router = APIRouter(prefix="/v1/feedback", dependencies=[guard(Permission.MODEL_USE)])
 
 
@@ -27,6 +30,8 @@ def _book(request: Request) -> FeedbackBook:
 def give_feedback(body: FeedbackBody, request: Request) -> dict[str, Any]:
     principal = principal_of(request)
     rating = Rating(body.completion_id, body.rating, body.correction)
+    # a completion is kept ~50 ms after its answer: one rated at once must be found
+    app_state(request).pipeline.keeper.flush(FLUSH_S)
     view = _book(request).record(user_id_of(principal), principal.actor, rating, client_ip(request))
     return {key: view[key] for key in ("completion_id", "rating", "correction", "model")}
 

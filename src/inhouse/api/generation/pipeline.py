@@ -16,7 +16,8 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from inhouse.api.metrics import Metrics
-from inhouse.api.watch import Ending, Watches, unless_disconnected
+from inhouse.api.watch import Ending, RequestWatch, Watches, unless_disconnected
+from inhouse.conversations.stored import CompletionKeeper
 from inhouse.errors import InhouseError
 from inhouse.governance.budget import Budget
 from inhouse.governance.caller import Caller
@@ -25,11 +26,13 @@ from inhouse.knowledge.service import KnowledgeService
 
 from .events import ChoiceEvent, choice_events
 from .grounding import retrieve
+from .keeping import KeepAs, KeepingWatch
 from .prepare import Prepared, Preparer, released_on_error
 from .requests import ChatCompletionRequest, CompletionRequest
 from .results import Collected, collect
 
 CLIENT_CLOSED_REQUEST = 499
+Keeping = Callable[[Prepared], RequestWatch]
 
 
 class Pipeline:
@@ -46,6 +49,11 @@ class Pipeline:
         self.governance = governance
         self.metrics = metrics
         self.knowledge = knowledge
+        self.keeper = CompletionKeeper(governance.db)  # completions kept when opted in
+
+    def close(self) -> None:
+        """Write the completions still queued to be kept (server shutdown)."""
+        self.keeper.close()
 
     def check_model(self, caller: Caller, model: str) -> None:
         """Refuse a model outside the caller's scope before anything is loaded for it."""
@@ -57,9 +65,11 @@ class Pipeline:
         endpoint: str,
         body: ChatCompletionRequest,
         grammar: str | None = None,
+        keep: KeepAs | None = None,
     ) -> Generation:
         """A started chat completion; `grammar`, when given, constrains every choice. With
-        `knowledge`, passages retrieved for the caller ground the answer."""
+        `knowledge`, passages retrieved for the caller ground the answer. With `keep`, the
+        prompt and choice 0's answer are kept when it ends (a caller with a user only)."""
 
         async def prepare() -> Prepared:
             passages = []
@@ -67,7 +77,8 @@ class Pipeline:
                 passages = await retrieve(self.knowledge, caller, body.knowledge, body.messages)
             return await self.preparer.prepare_chat(body, passages)
 
-        return await self._start(caller, endpoint, body.model, prepare, grammar)
+        keeping = self._keeping(caller, body, keep)
+        return await self._start(caller, endpoint, body.model, prepare, grammar, keeping)
 
     async def completion(
         self,
@@ -88,15 +99,29 @@ class Pipeline:
         model: str,
         prepare: Callable[[], Awaitable[Prepared]],
         grammar: str | None,
+        keeping: Keeping | None = None,
     ) -> Generation:
         self.check_model(caller, model)
         prepared = (await prepare()).with_grammar(grammar)
         with released_on_error(prepared.lease):  # refused by a quota: give the room back
+            kept = [] if keeping is None else [keeping(prepared)]
             admission = await self.governance.admit(
                 caller.principal, caller.ip, endpoint, model, self._budget(prepared)
             )
-        watch = Watches(self.metrics.track(endpoint), admission)
+        watch = Watches(self.metrics.track(endpoint), admission, *kept)
         return Generation(prepared, Ending(watch, prepared.lease))
+
+    def _keeping(
+        self, caller: Caller, body: ChatCompletionRequest, keep: KeepAs | None
+    ) -> Keeping | None:
+        """The store step's watch, for a caller who is a user (a completion is theirs)."""
+        if keep is None or caller.principal.user_id is None:
+            return None
+
+        def watch(prepared: Prepared) -> RequestWatch:
+            return KeepingWatch(self.keeper, keep, caller.principal, body, prepared)
+
+        return watch
 
     def _budget(self, prepared: Prepared) -> Budget:
         keep = self.governance.content.enabled

@@ -150,8 +150,16 @@ class KnowledgeOptions(BaseModel):
     top_k: Annotated[StrictInt, Field(ge=1, le=20)] = 5
 
 
+MetadataKey = Annotated[str, Field(max_length=64)]
+MetadataValue = Annotated[str, Field(max_length=512)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)]
+"""OpenAI's `metadata`: up to 16 short string pairs, kept with a stored completion."""
+
+
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
+    store: StrictBool | None = None  # keep the prompt and answer (choice 0) for feedback
+    metadata: Metadata | None = None
     knowledge: KnowledgeOptions | None = None
     max_completion_tokens: PositiveInt | None = None
     logprobs: StrictBool = False

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from inhouse.api.deps import app_state
 from inhouse.api.generation.grounding import citations
+from inhouse.api.generation.keeping import KeepAs
 from inhouse.api.generation.pipeline import Generation, client_gone
 from inhouse.api.generation.requests import ChatCompletionRequest
 from inhouse.api.generation.results import UsageCounter, finish_reason
@@ -25,8 +26,11 @@ router = APIRouter(dependencies=[guard(Permission.MODEL_USE)])
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
     state = app_state(request)
-    generation = await state.pipeline.chat(caller_of(request), "chat", body)
     meta = response_meta("chatcmpl", body.model, state.fingerprint)
+    keep = None
+    if body.store or state.settings.tuning.keep_feedback_text:  # opted in: kept for feedback
+        keep = KeepAs(meta["id"], meta["created"])
+    generation = await state.pipeline.chat(caller_of(request), "chat", body, keep=keep)
     if body.stream:
         first = {"citations": citations(generation.prepared.passages)} if body.knowledge else {}
         chunks = _stream(generation, meta, body.include_usage(), first)

@@ -1,5 +1,8 @@
-"""/v1/files: tuning data sets as OpenAI files (purpose `fine-tune`)."""
+"""/v1/files (tuning data sets as OpenAI files), /v1/fine_tuning/jobs, and the tuned
+versions: promote, rollback, history, schedules."""
 
-from inhouse.api.tuning.files import router
+from inhouse.api.tuning import files, jobs, versions
 
-__all__ = ["router"]
+routers = (files.router, jobs.router, versions.router)
+
+__all__ = ["routers"]
