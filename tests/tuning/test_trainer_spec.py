@@ -21,7 +21,7 @@ from inhouse.tuning.peft_files import UnsafeWeightsFile
 from inhouse.tuning.trainer.checkpoints import read_init_adapter, write_adapter
 from inhouse.tuning.trainer.data import epoch_batches, steps_per_epoch
 from inhouse.tuning.trainer.loop import learning_rate, run
-from inhouse.tuning.trainer.progress import read_events
+from inhouse.tuning.trainer.progress import Progress, read_events
 from inhouse.tuning.trainer.spec import ALL_MODULES, TrainSpec, tuning_available
 from tests.gguf_files import write_model
 
@@ -225,3 +225,14 @@ def test_init_adapter_must_match_the_job(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read[name.format("A")], tensors[name.format("A")])
     with pytest.raises(InvalidRequest, match="has rank 4 on"):
         read_init_adapter(previous, spec(tmp_path, target_modules=("q_proj",)))
+
+
+def test_a_torn_progress_line_is_cut_off_before_appending(tmp_path: Path) -> None:
+    """A child killed mid-write leaves half a line; the next run removes it, so readers that
+    stop at the last newline never see it and every line stays JSON."""
+    path = tmp_path / "progress.jsonl"
+    path.write_text('{"type": "start"}\n{"type": "progr')
+    assert read_events(tmp_path) == [{"type": "start"}]
+    Progress(tmp_path).emit("error", code="x", message="y")
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["type"] for line in lines] == ["start", "error"]

@@ -106,7 +106,7 @@ def start(
     hyper = Hyperparameters(
         epochs=epochs,
         rank=rank,
-        alpha=alpha if alpha is not None else 2.0 * rank,
+        alpha=alpha,
         learning_rate=learning_rate,
         batch_size=batch_size,
         max_length=max_length,

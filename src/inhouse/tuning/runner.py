@@ -13,22 +13,16 @@ failed export (a full disk) registers nothing.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import json
 import logging
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -38,7 +32,7 @@ from inhouse.config import TuningSettings
 from inhouse.errors import InhouseError
 from inhouse.models.store import ModelStore
 from inhouse.store.db import Database
-from inhouse.store.tables import TuningDataset, TuningExample, TuningJob, UsageRecord
+from inhouse.store.tables import TuningJob, UsageRecord
 from inhouse.tuning.gate import Evaluator
 from inhouse.tuning.jobs import (
     CANCELLED,
@@ -51,15 +45,15 @@ from inhouse.tuning.jobs import (
 )
 from inhouse.tuning.lora_export import export_lora, register_adapter
 from inhouse.tuning.peft_files import read_peft_adapter
-from inhouse.tuning.trainer.spec import TrainSpec
+from inhouse.tuning.trainer_process import TRAINER, read_new_lines, spawn, stop
 from inhouse.tuning.workspace import (
     FINAL,
     GGUF,
     LOG,
     PROGRESS,
     job_dir,
+    plan,
     read_spec,
-    split_examples,
     write_workspace,
 )
 
@@ -67,10 +61,8 @@ log = logging.getLogger(__name__)
 
 BEAT_EVERY_S = 2.0
 POLL_S = 0.25
-STOP_GRACE_S = 5.0
 INTERRUPTED = "interrupted"  # run()'s answer when this runner stopped: the job resumes later
 RUNNER_ACTOR = "tuning-runner"
-TRAINER = (sys.executable, "-m", "inhouse.tuning.trainer")  # + the job's folder
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -187,34 +179,7 @@ class JobRunner:
             folder = job_dir(self.home, job.public_id)
             if read_spec(folder) is not None:
                 return folder
-            if job.dataset_id is None:
-                raise InhouseError(f"the data set {job.dataset_name!r} was deleted")
-            dataset = session.get(TuningDataset, job.dataset_id)
-            rows = _examples(session, job.dataset_id)
-            if job.eval_dataset_id is not None:  # its examples are the held-out ones
-                rows = [r for r in rows if r[0] == "train"]
-                rows += [("eval", e) for _, e in _examples(session, job.eval_dataset_id)]
-            parent = session.get(TuningJob, job.parent_job_id) if job.parent_job_id else None
-            base = self.models.resolve(job.base_model)
-            hyper = job.hyperparameters
-            split = split_examples(rows, float(hyper["eval_split"]), int(hyper["seed"]))
-            spec = TrainSpec(
-                base_gguf=str(base.path),
-                train_file=str(folder / "train.jsonl"),
-                eval_file=str(folder / "eval.jsonl") if split.eval else None,
-                format=dataset.format if dataset else "chat",
-                rank=int(hyper["rank"]),
-                alpha=float(hyper["alpha"]),
-                epochs=int(hyper["epochs"]),
-                learning_rate=float(hyper["learning_rate"]),
-                batch_size=int(hyper["batch_size"]),
-                max_length=int(hyper["max_length"]),
-                seed=int(hyper["seed"]),
-                threads=self.settings.threads,
-                checkpoint_every=self.settings.checkpoint_every,
-                max_memory_mb=self.settings.max_memory_mb,
-                init_adapter=str(job_dir(self.home, parent.public_id) / FINAL) if parent else None,
-            )
+            split, spec = plan(session, job, self.models, self.settings, self.home)
         write_workspace(folder, split, spec)
         return folder
 
@@ -253,7 +218,7 @@ class JobRunner:
         offset = progress.stat().st_size if progress.exists() else 0
         attempt = _Attempt()
         with open(folder / LOG, "ab") as trainer_log:
-            child = _spawn(self.trainer, folder, trainer_log)
+            child = spawn(self.trainer, folder, trainer_log)
             try:
                 beat = 0.0
                 while True:
@@ -269,7 +234,7 @@ class JobRunner:
                         return None
             finally:
                 if child.poll() is None:
-                    _stop(child)
+                    stop(child)
 
     def _read_progress(
         self,
@@ -280,13 +245,7 @@ class JobRunner:
         on_progress: Progress | None,
     ) -> int:
         """Copy the trainer's new complete lines into the job row and its events."""
-        if not path.exists():
-            return offset
-        with open(path, "rb") as source:
-            source.seek(offset)
-            chunk = source.read()
-        end = chunk.rfind(b"\n") + 1
-        lines = [json.loads(line) for line in chunk[:end].splitlines() if line.strip()]
+        lines, offset = read_new_lines(path, offset)
         if lines:
             with self.db.write() as session:
                 job = _job(session, job_id)
@@ -295,7 +254,7 @@ class JobRunner:
             for line in lines:
                 if on_progress is not None:
                     on_progress(line)
-        return offset + end
+        return offset
 
     def _apply(
         self, session: Session, job: TuningJob, line: dict[str, Any], attempt: _Attempt
@@ -438,16 +397,6 @@ class JobRunner:
             )
 
 
-def _examples(session: Session, dataset_id: int) -> list[tuple[str, dict[str, Any]]]:
-    """(split, example) of a data set, in order."""
-    rows = session.execute(
-        select(TuningExample.split, TuningExample.data)
-        .where(TuningExample.dataset_id == dataset_id)
-        .order_by(TuningExample.ordinal)
-    )
-    return [(split, data) for split, data in rows]
-
-
 def _job(session: Session, job_id: int) -> TuningJob:
     job = session.get(TuningJob, job_id)
     assert job is not None, f"tuning job {job_id} vanished"
@@ -465,32 +414,3 @@ def _evaluation_message(evaluation: dict[str, Any]) -> str:
         return f"evaluation failed: {evaluation['error']}"
     verdict = "passes" if evaluation.get("passed") else "does not pass"
     return f"evaluated: the tuned model {verdict} the gate"
-
-
-def _spawn(trainer: Sequence[str], folder: Path, output: IO[bytes]) -> subprocess.Popen[bytes]:
-    """The trainer, at low priority, dying with this process (Linux: parent-death signal)."""
-    return subprocess.Popen(
-        [*trainer, str(folder)],
-        stdin=subprocess.DEVNULL,
-        stdout=output,
-        stderr=output,
-        preexec_fn=_die_with_parent,
-        close_fds=True,
-    )
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    with contextlib.suppress(OSError):
-        os.nice(10)
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    child.terminate()
-    try:
-        child.wait(STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()

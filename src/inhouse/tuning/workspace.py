@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inhouse.config import TuningSettings
+from inhouse.errors import InhouseError
+from inhouse.models.store import ModelStore
 from inhouse.store.private import private_dir
+from inhouse.store.tables import TuningDataset, TuningExample, TuningJob
 from inhouse.tuning.trainer.spec import TrainSpec
 
 Example = dict[str, Any]
@@ -57,6 +64,43 @@ def split_examples(rows: Sequence[tuple[str, Example]], eval_split: float, seed:
     )
 
 
+def plan(
+    session: Session, job: TuningJob, models: ModelStore, settings: TuningSettings, home: Path
+) -> tuple[Split, TrainSpec]:
+    """What a job's trainer gets: its examples split, and its spec. The held-out examples are
+    the eval data set's when the job has one, else the data set's own eval split, else a
+    seeded `eval_split` of its training examples."""
+    if job.dataset_id is None:
+        raise InhouseError(f"the data set {job.dataset_name!r} was deleted")
+    dataset = session.get(TuningDataset, job.dataset_id)
+    rows = _examples(session, job.dataset_id)
+    if job.eval_dataset_id is not None:
+        rows = [r for r in rows if r[0] == "train"]
+        rows += [("eval", e) for _, e in _examples(session, job.eval_dataset_id)]
+    parent = session.get(TuningJob, job.parent_job_id) if job.parent_job_id else None
+    hyper = job.hyperparameters
+    split = split_examples(rows, float(hyper["eval_split"]), int(hyper["seed"]))
+    folder = job_dir(home, job.public_id)
+    spec = TrainSpec(
+        base_gguf=str(models.resolve(job.base_model).path),
+        train_file=str(folder / TRAIN),
+        eval_file=str(folder / EVAL) if split.eval else None,
+        format=dataset.format if dataset else "chat",
+        rank=int(hyper["rank"]),
+        alpha=float(hyper["alpha"]),
+        epochs=int(hyper["epochs"]),
+        learning_rate=float(hyper["learning_rate"]),
+        batch_size=int(hyper["batch_size"]),
+        max_length=int(hyper["max_length"]),
+        seed=int(hyper["seed"]),
+        threads=settings.threads,
+        checkpoint_every=settings.checkpoint_every,
+        max_memory_mb=settings.max_memory_mb,
+        init_adapter=str(job_dir(home, parent.public_id) / FINAL) if parent else None,
+    )
+    return split, spec
+
+
 def write_workspace(folder: Path, split: Split, spec: TrainSpec) -> None:
     """Write the examples and the spec; `spec.json` last, renamed in, so a folder with a spec
     is complete."""
@@ -82,6 +126,16 @@ def read_eval(folder: Path) -> list[Example]:
 
 def remove_workspace(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _examples(session: Session, dataset_id: int) -> list[tuple[str, Example]]:
+    """(split, example) of a data set, in order."""
+    rows = session.execute(
+        select(TuningExample.split, TuningExample.data)
+        .where(TuningExample.dataset_id == dataset_id)
+        .order_by(TuningExample.ordinal)
+    )
+    return [(split, data) for split, data in rows]
 
 
 def _write_jsonl(path: Path, examples: Sequence[Example]) -> None:

@@ -1,14 +1,13 @@
 """progress.jsonl: the child's events, one JSON object a line, appended and flushed per line.
 
 The runner tails this file; a line is written whole with one write call and flushed, so a
-reader never sees half an event unless the child is killed mid-write (then the last line
-lacks its newline, and a reader skips it).
+reader never sees half an event unless the child is killed mid-write; then the last line
+lacks its newline, a reader leaves it, and the next run cuts it off before appending.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,14 @@ class Progress:
         self._repair()
 
     def _repair(self) -> None:
-        """End a line a killed run left unfinished, so the next event starts on its own."""
-        if self.path.is_file() and self.path.stat().st_size:
-            with self.path.open("rb") as file:
-                file.seek(-1, os.SEEK_END)
-                if file.read(1) != b"\n":
-                    self._append("\n")
+        """Cut off a line a killed run left unfinished: readers keep their offsets at the
+        last newline, and the next event starts a line of its own."""
+        if self.path.is_file():
+            data = self.path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                with self.path.open("rb+") as file:
+                    file.truncate(end)
 
     def emit(self, kind: str, **fields: Any) -> None:
         """Append {"type": kind, **fields} as one line."""
