@@ -286,6 +286,12 @@ class TuningSettings(BaseModel):
         description="`inhouse serve` trains queued fine-tuning jobs (and runs the "
         "continual-learning schedules); off: only `inhouse tune start` in the foreground does.",
     )
+    schedules_every_s: float = Field(
+        60.0,
+        ge=1.0,
+        le=86_400.0,
+        description="How often `inhouse serve` looks at the continual-learning schedules.",
+    )
     concurrent_jobs: int = Field(
         1, ge=1, le=8, description="Training jobs that run at once; the others wait, queued."
     )

@@ -220,3 +220,21 @@ def test_one_job_trains_at_a_time_and_a_dead_runners_job_is_claimed_again(bench:
     assert again.claim() == claimed  # the dead runner's job first, before the queued one
     assert again.run(claimed) == "succeeded"
     assert again.claim() is not None and bench.job(second).status == "running"
+
+
+def test_a_job_whose_runner_died_after_training_is_finished_without_training_again(
+    bench: Bench,
+) -> None:
+    public_id = bench.start("finished")
+    runner = bench.runner()
+    job_id = runner.claim()
+    assert job_id is not None and runner.run(job_id) == "succeeded"
+    with bench.db.write() as session:  # as if the server died while evaluating
+        job = session.get(TuningJob, job_id)
+        assert job is not None
+        job.status, job.finished_at, job.heartbeat_at = "running", None, time.time() - 3600
+    again = bench.runner()
+    assert again.claim() == job_id and again.run(job_id) == "succeeded"
+    assert (job_dir(bench.home, public_id) / "fake_attempts").read_text() == "1"
+    assert bench.job(public_id).fine_tuned_model == "finished"
+    assert bench.evaluations == ["finished", "finished"]

@@ -93,14 +93,27 @@ def test_from_a_file_to_a_promoted_served_model_with_the_cli(tmp_path: Path) -> 
         served.proc.wait()
 
 
+def _wait(job: Any, client: openai.OpenAI, on_running: Any = None) -> Any:
+    deadline = time.monotonic() + 900
+    while job.status not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, "the job did not finish"
+        if job.status == "running" and on_running is not None:
+            on_running()
+        time.sleep(1)
+        job = client.fine_tuning.jobs.retrieve(job.id)
+    return job
+
+
 def test_the_openai_client_fine_tunes_inside_serve_while_it_keeps_serving(
     tmp_path: Path,
 ) -> None:
-    os.environ["INHOUSE_TUNING__RUN_JOBS"] = "true"
+    """Then a schedule, unattended, retrains from rated API answers and promotes the result."""
+    os.environ |= {"INHOUSE_TUNING__RUN_JOBS": "true", "INHOUSE_TUNING__SCHEDULES_EVERY_S": "1"}
     try:
         served = start_server(tmp_path / "home")
     finally:
-        os.environ["INHOUSE_TUNING__RUN_JOBS"] = "false"
+        os.environ |= {"INHOUSE_TUNING__RUN_JOBS": "false"}
+        del os.environ["INHOUSE_TUNING__SCHEDULES_EVERY_S"]
     try:
         client = openai.OpenAI(base_url=served.url + "/v1", api_key=served.key, max_retries=0)
         upload = client.files.create
@@ -114,19 +127,18 @@ def test_the_openai_client_fine_tunes_inside_serve_while_it_keeps_serving(
             hyperparameters={"n_epochs": 4, "batch_size": 3, "learning_rate_multiplier": 10},
             extra_body=WIRE_SIZE,
         )
-        answered_while_training = False
-        deadline = time.monotonic() + 900
-        while job.status not in ("succeeded", "failed", "cancelled"):
-            assert time.monotonic() < deadline, "the job did not finish"
-            if job.status == "running" and not answered_while_training:
+        answers: list[str] = []
+
+        def chat_meanwhile() -> None:
+            if not answers:
                 reply = client.chat.completions.create(
                     model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
                 )
-                answered_while_training = bool(reply.choices)
-            time.sleep(1)
-            job = client.fine_tuning.jobs.retrieve(job.id)
+                answers.append(reply.choices[0].message.content or "")
+
+        job = _wait(job, client, chat_meanwhile)
         assert job.status == "succeeded", job.error
-        assert job.fine_tuned_model == "smollm2-facts" and answered_while_training
+        assert job.fine_tuned_model == "smollm2-facts" and answers
         messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
         assert any(m.startswith("step ") for m in messages)
         tuned = client.chat.completions.create(
@@ -148,6 +160,54 @@ def test_the_openai_client_fine_tunes_inside_serve_while_it_keeps_serving(
             model="support", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
         )
         assert by_alias.choices
+        _a_schedule_retrains_from_feedback_and_promotes(served.url, client, headers)
     finally:
         served.proc.kill()
         served.proc.wait()
+
+
+def _a_schedule_retrains_from_feedback_and_promotes(
+    url: str, client: openai.OpenAI, headers: dict[str, str]
+) -> None:
+    made = httpx.post(
+        f"{url}/v1/fine_tuning/schedules",
+        json={
+            "name": "facts",
+            "base_job": "smollm2-facts",
+            "alias": "support",
+            "min_new_feedback": 2,
+        },
+        headers=headers,
+    )
+    assert made.status_code == 201, made.text
+    for question, answer in FACTS[2:4]:  # stored answers, rated with a correction
+        reply = client.chat.completions.create(
+            model="support",
+            messages=[{"role": "user", "content": question}],
+            max_tokens=8,
+            store=True,
+        )
+        rated = httpx.post(
+            f"{url}/v1/feedback",
+            json={"completion_id": reply.id, "rating": -1, "correction": answer},
+            headers=headers,
+        )
+        assert rated.status_code == 200, rated.text
+    deadline = time.monotonic() + 600
+    while True:  # nobody starts anything: the server's schedule does
+        if time.monotonic() > deadline:
+            jobs = [(j.fine_tuned_model, j.status, j.error) for j in client.fine_tuning.jobs.list()]
+            raise AssertionError(f"the schedule did not promote a new version: {jobs}")
+        history = httpx.get(f"{url}/v1/fine_tuning/aliases/support/history", headers=headers)
+        moves = history.json()["data"]
+        if len(moves) >= 2:
+            break
+        time.sleep(2)
+    newest = moves[0]
+    assert newest["action"] == "promote" and newest["model"] != "smollm2-facts", newest
+    assert newest["forced"] is False and newest["actor"] == "schedule:facts", newest
+    assert history.json()["current"] == newest["model"]
+    tuned = client.chat.completions.create(
+        model="support", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+    )
+    assert tuned.choices

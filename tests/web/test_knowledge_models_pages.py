@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from inhouse.api.app import create_app
 from inhouse.auth.directory import Directory
@@ -202,7 +203,7 @@ def test_a_manager_sees_a_connectors_status_and_syncs_it_now(
     page.get_by_text("Sync of crm finished.").wait_for()
     assert "Statusok" in connector.text_content()
     assert "2 rows seen, 2 changed, 0 removed, 0 failed" in connector.text_content()
-    assert page.locator("#documents tbody tr").count() == 2
+    expect(page.locator("#documents tbody tr")).to_have_count(2)  # reloaded after the sync
 
     source.unlink()  # the source goes away: the sync fails, and the page says why
     page.get_by_role("button", name="Sync now").click()
@@ -211,7 +212,7 @@ def test_a_manager_sees_a_connectors_status_and_syncs_it_now(
     )
     error = connector.locator("dt:text-is('Last error') + dd").text_content()
     assert error and error != "none"
-    assert page.locator("#documents tbody tr").count() == 2  # the index keeps what it had
+    expect(page.locator("#documents tbody tr")).to_have_count(2)  # the index keeps what it had
     assert serious_violations(page) == []
 
 

@@ -116,8 +116,11 @@ def schedule_add(
         str | None, typer.Option("--promote", help="The alias to promote a better version to.")
     ] = None,
     min_rating: Annotated[
-        int, typer.Option("--min-rating", min=-1, max=1, help="1: liked answers only.")
-    ] = 1,
+        int,
+        typer.Option(
+            "--min-rating", min=-1, max=1, help="-1: liked and corrected answers; 1: liked only."
+        ),
+    ] = -1,
     config: ConfigOpt = None,
     home: HomeOpt = None,
 ) -> None:

@@ -534,7 +534,7 @@ class TuningSchedule(Base):
     base_job: Mapped[str] = mapped_column(String(128))  # the first version's job name
     alias: Mapped[str | None] = mapped_column(String(128), default=None)
     min_new_feedback: Mapped[int] = mapped_column(Integer)
-    min_rating: Mapped[int] = mapped_column(Integer, default=1)
+    min_rating: Mapped[int] = mapped_column(Integer, default=-1)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     last_feedback_id: Mapped[int] = mapped_column(Integer, default=0)
     runs: Mapped[int] = mapped_column(Integer, default=0)

@@ -184,7 +184,12 @@ class JobRunner:
         return folder
 
     def _train(self, job_id: int, folder: Path, on_progress: Progress | None) -> str:
-        """Start the trainer until it finishes, fails, is cancelled or has died too often."""
+        """Start the trainer until it finishes, fails, is cancelled or has died too often.
+        A trainer that had finished before its runner died is not started again."""
+        finished = _finished_training(folder)
+        if finished is not None:
+            self._record_done(job_id, finished)
+            return SUCCEEDED
         while True:
             with self.db.write() as session:
                 job = _job(session, job_id)
@@ -310,7 +315,8 @@ class JobRunner:
             name, base = job.name, job.base_model
         tensors, config = read_peft_adapter(folder / FINAL)
         gguf_path = export_lora(tensors, config, self.models.resolve(base).path, folder / GGUF)
-        register_adapter(self.models, name, base, gguf_path)
+        if name not in self.models.names():  # else: registered before this runner's restart
+            register_adapter(self.models, name, base, gguf_path)
         with self.db.write() as session:
             job = _job(session, job_id)
             job.fine_tuned_model = name
@@ -395,6 +401,13 @@ class JobRunner:
                     status="ok" if job.status == SUCCEEDED else job.status,
                 )
             )
+
+
+def _finished_training(folder: Path) -> dict[str, Any] | None:
+    """The trainer's `done` report, if it finished and wrote its adapter earlier."""
+    lines, _ = read_new_lines(folder / PROGRESS, 0)
+    done = [line for line in lines if line.get("type") == "done"]
+    return done[-1] if done and (folder / FINAL).is_dir() else None
 
 
 def _job(session: Session, job_id: int) -> TuningJob:

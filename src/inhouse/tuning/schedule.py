@@ -53,7 +53,7 @@ class ScheduleService:
         base_job: str,
         alias: str | None,
         min_new_feedback: int,
-        min_rating: int = 1,
+        min_rating: int = -1,  # -1: liked answers and corrected ones; 1: liked only
         actor: str | None = None,
         ip: str | None = None,
     ) -> dict[str, Any]:

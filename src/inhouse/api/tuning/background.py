@@ -25,7 +25,6 @@ from inhouse.tuning.schedule import run_due_schedules
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 2.0  # a job queued by the CLI or the API starts within this time
-SCHEDULES_EVERY_S = 30.0  # how often the continual-learning schedules are looked at
 
 
 async def run_tuning(
@@ -71,7 +70,7 @@ def start_training(state: AppState, stop: asyncio.Event) -> asyncio.Task[None] |
     evaluator = served_evaluator(state.resolver, answerer, settings)
     runner = JobRunner(state.db, state.audit, models, settings.home, settings.tuning, evaluator)
     schedules = Every(
-        SCHEDULES_EVERY_S,
+        settings.tuning.schedules_every_s,
         lambda: _log_outcomes(run_due_schedules(state.db, state.audit, models, settings.knowledge)),
     )
     return asyncio.create_task(run_tuning(runner, stop, schedules))
@@ -93,5 +92,5 @@ class Every:
 
 def _log_outcomes(outcomes: list[dict[str, Any]]) -> None:
     for outcome in outcomes:
-        if "error" in outcome or "job" in outcome:
+        if outcome.keys() & {"error", "decision", "started"}:
             log.info("tuning schedule: %s", outcome)

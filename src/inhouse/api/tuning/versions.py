@@ -48,7 +48,7 @@ class NewSchedule(BaseModel):
     )
     alias: str | None = Field(default=None, min_length=1, max_length=128)
     min_new_feedback: int = Field(default=200, ge=1, le=MAX_THRESHOLD, strict=True)
-    min_rating: Literal[-1, 1] = 1
+    min_rating: Literal[-1, 1] = -1  # -1: liked answers and corrected ones; 1: liked only
 
 
 def _store(request: Request) -> ModelStore:
