@@ -258,3 +258,10 @@ def test_events_page_after_a_cursor_and_newest_first_before_one(world: World) ->
         world.jobs.events(ann, "support-v1", limit=0)
     with world.db.read() as session:
         assert len(session.scalars(select(TuningJobEvent)).all()) == 5
+
+
+def test_lora_alpha_is_twice_the_rank_unless_given(world: World) -> None:
+    default = _create(world, name="r4", hyperparameters=Hyperparameters(rank=4))
+    given = _create(world, name="r4a", hyperparameters=Hyperparameters(rank=4, alpha=3.0))
+    assert default["method"]["lora"]["alpha"] == 8.0  # type: ignore[index]
+    assert given["method"]["lora"]["alpha"] == 3.0  # type: ignore[index]

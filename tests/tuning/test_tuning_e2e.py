@@ -74,6 +74,10 @@ def test_from_a_file_to_a_promoted_served_model_with_the_cli(tmp_path: Path) -> 
     assert evaluation["passed"] is True, evaluation["reasons"]
     promoted = _cli(home, "tune", "promote", "facts-v1", "--alias", "assistant")
     assert promoted.returncode == 0, promoted.stderr
+    merged = _cli(
+        home, "tune", "merge", "facts-v1", str(tmp_path / "m.gguf"), "--import-as", "facts-merged"
+    )
+    assert merged.returncode == 0, merged.stderr
     logs = _cli(home, "tune", "logs", "facts-v1").stdout
     assert "registered the tuned model 'facts-v1'" in logs and "passes the gate" in logs
     served = start_server(home)
@@ -87,7 +91,14 @@ def test_from_a_file_to_a_promoted_served_model_with_the_cli(tmp_path: Path) -> 
         )
         assert answer.model == "assistant" and answer.choices[0].message.content
         names = {m.id for m in client.models.list()}
-        assert {"facts-v1", "assistant"} <= names
+        assert {"facts-v1", "assistant", "facts-merged"} <= names
+        one_file = client.chat.completions.create(
+            model="facts-merged",
+            messages=[{"role": "user", "content": FACTS[0][0]}],
+            temperature=0,
+            max_tokens=16,
+        )
+        assert one_file.choices[0].message.content
     finally:
         served.proc.kill()
         served.proc.wait()
@@ -156,6 +167,12 @@ def test_the_openai_client_fine_tunes_inside_serve_while_it_keeps_serving(
             timeout=60,
         )
         assert promoted.status_code == 200, promoted.text
+        again = httpx.post(
+            f"{served.url}/v1/fine_tuning/jobs/{job.id}/evaluate", headers=headers, timeout=300
+        )
+        assert again.status_code == 200, again.text
+        gate = again.json()
+        assert gate["passed"] is True and gate["tuned"]["loss"] < gate["base"]["loss"], gate
         by_alias = client.chat.completions.create(
             model="support", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
         )

@@ -1,4 +1,4 @@
-"""`inhouse tune start | status | logs | cancel | eval`: fine-tuning jobs from the server's machine.
+"""`inhouse tune start | status | logs | cancel | eval | merge`: fine-tuning jobs, on the server.
 
 `tune start` queues a job and, unless `--detach`, trains it in the foreground with a progress
 line (step, loss, tokens/s, ETA); Ctrl-C cancels it. If another runner (a running `inhouse
@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -27,7 +28,10 @@ from inhouse.models.store import ModelStore
 from inhouse.store.db import Database
 from inhouse.tuning.gate import local_evaluator
 from inhouse.tuning.jobs import FINISHED, Hyperparameters, JobRequest, JobService
+from inhouse.tuning.lora_merge import merge_lora
+from inhouse.tuning.peft_files import read_peft_adapter
 from inhouse.tuning.runner import JobRunner
+from inhouse.tuning.workspace import FINAL, job_dir
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 FOLLOW_POLL_S = 1.0
@@ -68,6 +72,7 @@ def register(tune_app: typer.Typer) -> None:
     tune_app.command("logs")(logs)
     tune_app.command("cancel")(cancel)
     tune_app.command("eval")(evaluate)
+    tune_app.command("merge")(merge)
 
 
 def start(
@@ -187,6 +192,30 @@ def evaluate(name: str, config: ConfigOpt = None, home: HomeOpt = None) -> None:
         job_id = tuning.jobs.row_id(job["id"])
         evaluation = tuning.runner().evaluate(job_id)
     _print_evaluation(evaluation)
+
+
+def merge(
+    name: str,
+    out: Path,
+    import_as: Annotated[
+        str | None, typer.Option("--import-as", help="Also import it as this model.")
+    ] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Write a trained job's model as one GGUF file: its base with the adapter merged in."""
+    with _tuning(config, home) as tuning:
+        job = tuning.jobs.get(_operator(), name)
+        if job["status"] != "succeeded":
+            typer.secho(f"error: {name} has not succeeded ({job['status']})", fg="red", err=True)
+            raise typer.Exit(2)
+        models = ModelStore(tuning.settings.home)
+        tensors, lora = read_peft_adapter(job_dir(tuning.settings.home, job["id"]) / FINAL)
+        merge_lora(tensors, lora, models.resolve(job["model"]).path, out)
+        typer.echo(f"wrote {out} ({out.stat().st_size / 2**20:.0f} MiB)")
+        if import_as:
+            record = models.import_file(out, import_as)
+            typer.echo(f"imported as {record.name}")
 
 
 def _follow(jobs: JobService, public_id: str) -> dict[str, Any]:

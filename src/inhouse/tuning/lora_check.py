@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inhouse.models.gguf import read_gguf
+from inhouse.tuning.gguf_writing import architecture, copy_metadata, write_atomically
 from inhouse.tuning.lora_export import LoraConfig, gguf_tensor_name
 
 Logits = npt.NDArray[np.float32]
@@ -56,22 +57,15 @@ def float32_copy(base_gguf: Path, out: Path) -> Path:
     import gguf
 
     reader = gguf.GGUFReader(base_gguf)
-    arch = str(reader.fields["general.architecture"].contents())
-    writer = gguf.GGUFWriter(out, arch)
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
-            continue
-        sub_type = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(key, field.contents(), field.types[0], sub_type)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    for tensor in reader.tensors:
-        values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        writer.add_tensor(tensor.name, values.astype(np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return out
+
+    def fill(writer: gguf.GGUFWriter) -> None:
+        copy_metadata(reader, writer)
+        writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+        for tensor in reader.tensors:
+            values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+            writer.add_tensor(tensor.name, values.astype(np.float32))
+
+    return write_atomically(out, architecture(reader), fill)
 
 
 def torch_logits(

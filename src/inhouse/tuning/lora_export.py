@@ -12,9 +12,7 @@ export leaves no half-written adapter behind.
 from __future__ import annotations
 
 import functools
-import os
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy.typing as npt
 from inhouse.errors import InvalidModelFile, InvalidRequest
 from inhouse.models.gguf import read_gguf
 from inhouse.models.store import ModelRecord, ModelStore
+from inhouse.tuning.gguf_writing import write_atomically
 
 SUPPORTED_ARCHITECTURES = ("llama",)
 PEFT_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -80,6 +79,20 @@ def export_lora(
     tensors = {name: (a, _to_gguf_rows(name, b, base)) for name, (a, b) in pairs.items()}
     _write_atomically(tensors, config, out)
     return out
+
+
+def lora_deltas(
+    adapter_tensors: Mapping[str, npt.NDArray[np.generic]], config: LoraConfig, base_gguf: Path
+) -> dict[str, Array]:
+    """What the adapter adds to each adapted base tensor, in the GGUF's layout and row order:
+    {tensor name: alpha / rank x lora_B @ lora_A, shape (out, in)}."""
+    base = _read_base(base_gguf)
+    deltas: dict[str, Array] = {}
+    for name, (a, b) in _pairs(adapter_tensors, config, base.n_blocks).items():
+        _check_fits(name, a, b, base.shapes)
+        scale = np.float32(config.alpha / config.rank)
+        deltas[name] = scale * (_to_gguf_rows(name, b, base) @ a)
+    return deltas
 
 
 def register_adapter(
@@ -197,22 +210,13 @@ def _write_atomically(
     tensors: Mapping[str, tuple[Array, Array]], config: LoraConfig, out: Path
 ) -> None:
     """Write the adapter to a temp file beside `out`, flush it to disk, then rename."""
-    temp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.partial")
-    writer = gguf.GGUFWriter(temp, SUPPORTED_ARCHITECTURES[0])
-    try:
+
+    def fill(writer: gguf.GGUFWriter) -> None:
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(config.alpha))
         for name, (a, b) in tensors.items():
             writer.add_tensor(f"{name}.lora_a", a)
             writer.add_tensor(f"{name}.lora_b", b)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        with temp.open("rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(temp, out)
-    finally:
-        writer.close()  # a failed write leaves no open file behind in a long-lived server
-        temp.unlink(missing_ok=True)
+
+    write_atomically(out, SUPPORTED_ARCHITECTURES[0], fill)

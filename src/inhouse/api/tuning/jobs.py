@@ -1,4 +1,5 @@
-"""/v1/fine_tuning/jobs in OpenAI's shape: create, list, retrieve, cancel, events.
+"""/v1/fine_tuning/jobs in OpenAI's shape: create, list, retrieve, cancel, events; and
+inhouse's evaluate (the gate again, through this server's engines).
 
 The body is OpenAI's (`model`, `training_file`, `hyperparameters` or `method.supervised`,
 `suffix`, `seed`) plus inhouse's optional `name`, `lora`, `eval_split`, `scorer` and
@@ -10,6 +11,7 @@ route follows a job as Server-Sent Events until it has finished.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -23,9 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 from inhouse.api.deps import app_state
 from inhouse.api.guard import client_ip, guard, principal_of
 from inhouse.auth.policy import Permission, Principal
-from inhouse.errors import InhouseError, InvalidRequest
+from inhouse.errors import Conflict, InhouseError, InvalidRequest
 from inhouse.models.resolver import StoreResolver
+from inhouse.tuning.evaluate import PoolAnswerer
+from inhouse.tuning.gate import served_evaluator
 from inhouse.tuning.jobs import FINISHED, MAX_EVENTS, Hyperparameters, JobRequest, JobService
+from inhouse.tuning.runner import JobRunner
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
 USE = [guard(Permission.TUNING_USE)]
@@ -226,6 +231,30 @@ async def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
     service, principal, ip = _service(request), principal_of(request), client_ip(request)
     job: dict[str, Any] = await anyio.to_thread.run_sync(service.cancel, principal, job_id, ip)
     return job
+
+
+@router.post("/{job_id}/evaluate", dependencies=USE)
+async def evaluate_job(job_id: str, request: Request) -> dict[str, Any]:
+    """Evaluate a succeeded job again (the gate: base vs tuned on its held-out examples,
+    through this server's engines); the result is stored on the job and returned."""
+    state, principal = app_state(request), principal_of(request)
+    service = _service(request)
+    job: dict[str, Any] = await anyio.to_thread.run_sync(service.get, principal, job_id)
+    if job["status"] != "succeeded":
+        raise Conflict(f"job {job['name']!r} has not succeeded ({job['status']})")
+    settings = state.settings
+    answerer = PoolAnswerer(state.pool, asyncio.get_running_loop())
+    runner = JobRunner(
+        state.db,
+        state.audit,
+        service.models,
+        settings.home,
+        settings.tuning,
+        served_evaluator(state.resolver, answerer, settings),
+    )
+    row_id = await anyio.to_thread.run_sync(service.row_id, job["id"])
+    evaluation: dict[str, Any] = await anyio.to_thread.run_sync(runner.evaluate, row_id)
+    return {"object": "fine_tuning.job.evaluation", "job": job["id"]} | evaluation
 
 
 @router.get("/{job_id}/events", dependencies=USE, response_model=None)
