@@ -311,6 +311,13 @@ class TuningSettings(BaseModel):
         description="Memory a training job's process may take; beyond it the job fails "
         "with an out-of-memory error and serving is untouched.",
     )
+    stall_timeout_s: float = Field(
+        1800.0,
+        ge=1.0,
+        le=86_400.0,
+        description="A trainer that reports nothing for this long (a hang) is stopped and "
+        "counts as one that died.",
+    )
     max_attempts: int = Field(
         3,
         ge=1,

@@ -238,3 +238,15 @@ def test_a_job_whose_runner_died_after_training_is_finished_without_training_aga
     assert (job_dir(bench.home, public_id) / "fake_attempts").read_text() == "1"
     assert bench.job(public_id).fine_tuned_model == "finished"
     assert bench.evaluations == ["finished", "finished"]
+
+
+def test_a_trainer_that_hangs_is_stopped_and_the_job_fails_saying_so(bench: Bench) -> None:
+    public_id = bench.start("hung", fake_step_s="30")
+    runner = bench.runner(max_attempts=1, stall_timeout_s=2)
+    job_id = runner.claim()
+    assert job_id is not None and runner.run(job_id) == "failed"
+    job = bench.job(public_id)
+    assert job.error is not None and job.error["code"] == "trainer_died"
+    assert "said nothing for 2 s" in job.error["message"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((job_dir(bench.home, public_id) / "fake_pid").read_text()), 0)

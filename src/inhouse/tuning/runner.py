@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -75,6 +76,7 @@ class _Attempt:
     error: dict[str, Any] | None = None
     last_step: int = 0
     lines: list[dict[str, Any]] = field(default_factory=list)
+    how: str = ""  # how the process ended, when it did not say why itself
 
 
 class JobRunner:
@@ -205,14 +207,18 @@ class JobRunner:
                 return self._fail(job_id, attempt.error["code"], attempt.error["message"])
             if attempt_no >= self.settings.max_attempts:
                 return self._fail(
-                    job_id, "trainer_died", f"the trainer died {attempt_no} times; giving up"
+                    job_id,
+                    "trainer_died",
+                    f"the trainer died {attempt_no} times (last: {attempt.how}); giving up. "
+                    "A trainer killed by the system or aborting may have run out of memory "
+                    f"(tuning.max_memory_mb = {self.settings.max_memory_mb})",
                 )
             with self.db.write() as session:
                 add_event(
                     session,
                     job_id,
-                    f"the trainer stopped at step {attempt.last_step} without finishing; "
-                    "starting it again from its last checkpoint",
+                    f"the trainer stopped at step {attempt.last_step} without finishing "
+                    f"({attempt.how}); starting it again from its last checkpoint",
                     level="warn",
                 )
 
@@ -225,12 +231,19 @@ class JobRunner:
         with open(folder / LOG, "ab") as trainer_log:
             child = spawn(self.trainer, folder, trainer_log)
             try:
-                beat = 0.0
+                beat, heard = 0.0, time.monotonic()
                 while True:
                     exited = child.poll() is not None
+                    before = offset
                     offset = self._read_progress(job_id, progress, offset, attempt, on_progress)
+                    if offset != before:
+                        heard = time.monotonic()
                     if exited:
+                        attempt.how = _exit_words(child.returncode)
                         return attempt
+                    if time.monotonic() - heard > self.settings.stall_timeout_s:
+                        attempt.how = f"said nothing for {self.settings.stall_timeout_s:g} s"
+                        return attempt  # the finally stops it: it counts as a death
                     if time.monotonic() - beat >= BEAT_EVERY_S:
                         beat = time.monotonic()
                         if self._beat(job_id):
@@ -401,6 +414,16 @@ class JobRunner:
                     status="ok" if job.status == SUCCEEDED else job.status,
                 )
             )
+
+
+def _exit_words(code: int | None) -> str:
+    """How a process ended, as the log says it (`killed by SIGKILL`, `exit status 1`)."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 def _finished_training(folder: Path) -> dict[str, Any] | None:

@@ -30,7 +30,18 @@ def limit(spec: TrainSpec) -> None:
         os.environ[name] = str(spec.threads)
     if spec.max_memory_mb is not None:
         cap = spec.max_memory_mb << 20
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))  # soft: lifted to report a failure
+
+
+def _lift() -> int:
+    """Lift the memory cap (to the hard limit) and return it, in MB (0: none): a child that
+    ran out of memory may otherwise be unable even to write why."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    return 0 if soft == resource.RLIM_INFINITY else soft >> 20
 
 
 def main(argv: list[str]) -> int:
@@ -46,19 +57,23 @@ def main(argv: list[str]) -> int:
         limit(read_spec(job_dir))
         run(job_dir)
     except InhouseError as exc:
+        _lift()
         progress.emit("error", code=exc.code or exc.type, message=exc.message)
         return KNOWN_ERROR
     except ImportError as exc:
+        cap = _lift()
         missing = tuning_available()
-        code, message = ("tuning_unavailable", missing) if missing else _oom(exc)
+        code, message = ("tuning_unavailable", missing) if missing else _oom(exc, cap)
         progress.emit("error", code=code, message=message)
         return KNOWN_ERROR
     except (MemoryError, RuntimeError, OSError) as exc:
+        cap = _lift()
         if not isinstance(exc, MemoryError) and not _is_oom(exc):
             return _crash(progress, exc)
-        progress.emit("error", code="out_of_memory", message=_oom(exc)[1])
+        progress.emit("error", code="out_of_memory", message=_oom(exc, cap)[1])
         return KNOWN_ERROR
     except Exception as exc:
+        _lift()
         return _crash(progress, exc)
     return 0
 
@@ -67,16 +82,15 @@ def _is_oom(exc: BaseException) -> bool:
     return any(text in str(exc).lower() for text in _OOM_TEXT)
 
 
-def _oom(exc: BaseException) -> tuple[str, str]:
-    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-    cap = "no limit" if limit == resource.RLIM_INFINITY else f"{limit >> 20} MB"
+def _oom(exc: BaseException, cap_mb: int) -> tuple[str, str]:
+    cap = f"{cap_mb} MB" if cap_mb else "no limit"
     detail = f": {exc}" if str(exc) else ""
     return "out_of_memory", f"out of memory (max_memory_mb: {cap}){detail}"
 
 
 def _crash(progress: Progress, exc: BaseException) -> int:
-    traceback.print_exc()
     progress.emit("error", code="internal_error", message=f"{type(exc).__name__}: {exc}")
+    traceback.print_exc()
     return CRASH
 
 
