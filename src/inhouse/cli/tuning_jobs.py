@@ -125,22 +125,26 @@ def start(
         if detach:
             typer.echo("`inhouse serve` trains it; follow it with `inhouse tune logs --follow`")
             return
-        runner = tuning.runner()
-        job_id = runner.claim(job["id"])
-        if job_id is None:
-            typer.echo("another runner has it; following its progress (Ctrl-C stops following)")
-            final = _follow(tuning.jobs, job["id"])
-        else:
-            try:
-                runner.run(job_id, on_progress=_progress_line)
-            except KeyboardInterrupt:
-                typer.echo("\ncancelled")
-                raise typer.Exit(130) from None
-            final = tuning.jobs.get(_operator(), job["id"])
+        final = _train_here(tuning, job["id"])
         typer.echo()
         _summary(final)
         if final["status"] != "succeeded":
             raise typer.Exit(1)
+
+
+def _train_here(tuning: _Tuning, public_id: str) -> dict[str, Any]:
+    """Train the job in this process, or follow it if another runner took it first."""
+    runner = tuning.runner()
+    job_id = runner.claim(public_id)
+    if job_id is None:
+        typer.echo("another runner has it; following its progress (Ctrl-C stops following)")
+        return _follow(tuning.jobs, public_id)
+    try:
+        runner.run(job_id, on_progress=_progress_line)
+    except KeyboardInterrupt:
+        typer.echo("\ncancelled")
+        raise typer.Exit(130) from None
+    return tuning.jobs.get(_operator(), public_id)
 
 
 def status(

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,6 @@ class _Attempt:
     done: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     last_step: int = 0
-    lines: list[dict[str, Any]] = field(default_factory=list)
     how: str = ""  # how the process ended, when it did not say why itself
 
 
